@@ -1,0 +1,130 @@
+"""Ingest throughput as a ratio to a raw upload of the same bytes to the same server, side by side.
+
+    python benchmarks/ingest.py [--images 300] [--side 1024] [--rounds 3]
+
+Makes an SA-Co-style input folder (JPEG images, several noun-phrase pairs and
+RLE masks per image), starts the embedded S3 server in a temporary home, then
+alternates, per round: (a) a raw upload of every input file as its own object
+(4 upload threads, as `mc cp -r` does), (b) a full ingest of the same folder
+(validation, mask checks, full image decode, Parquet encoding, upload). The
+figure is bytes/s of (b) over bytes/s of (a); the goal is >= 0.8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from components.embedded_store import EmbeddedStore
+from components.ingest.ingest import Ingest
+from components.ingest.sources import SourceSpec
+from components.storage import ObjectStore
+
+
+def make_inputs(folder: Path, images: int, side: int, seed: int = 0) -> int:
+    """Photo-like JPEGs (smooth gradients plus grain) with 3 pairs x 4 masks each; returns total bytes."""
+    rng = np.random.default_rng(seed)
+    (folder / "images").mkdir(parents=True)
+    h, w = (side * 3) // 4, side
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    pairs, anns = [], []
+    for i in range(images):
+        base = rng.uniform(0, 255, 3)
+        img = base + 60 * np.sin(xx[..., None] / rng.uniform(20, 80) + rng.uniform(0, 6, 3))
+        img += 40 * np.cos(yy[..., None] / rng.uniform(20, 80)) + rng.normal(0, 6, (h, w, 3))
+        buf = io.BytesIO()
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
+        fn = f"{i:06d}.jpg"
+        (folder / "images" / fn).write_bytes(buf.getvalue())
+        for p in range(3):
+            pid = 3 * i + p + 1
+            pairs.append(
+                {
+                    "id": pid,
+                    "file_name": fn,
+                    "text_input": f"thing {p}",
+                    "width": w,
+                    "height": h,
+                    "is_instance_exhaustive": True,
+                }
+            )
+            for k in range(4 if p < 2 else 0):
+                x0, y0 = int(rng.integers(0, w - 64)), int(rng.integers(0, h - 64))
+                m = np.zeros((h, w), np.uint8, order="F")
+                m[y0 : y0 + 60, x0 : x0 + 60] = 1
+                r = mask_utils.encode(m)
+                anns.append(
+                    {
+                        "id": len(anns) + 1,
+                        "image_id": pid,
+                        "iscrowd": 0,
+                        "area": 3600,
+                        "bbox": [x0 / w, y0 / h, 60 / w, 60 / h],
+                        "segmentation": {"size": [h, w], "counts": r["counts"].decode()},
+                    }
+                )
+                del k
+    (folder / "annotations.json").write_text(json.dumps({"images": pairs, "annotations": anns}))
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def raw_upload(store: ObjectStore, folder: Path, prefix: str) -> None:
+    files = [f for f in sorted(folder.rglob("*")) if f.is_file()]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda f: store.put_file(f"{prefix}/{f.relative_to(folder).as_posix()}", f), files))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=300)
+    ap.add_argument("--side", type=int, default=1024)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in"
+        total = make_inputs(src, args.images, args.side)
+        print(f"inputs: {args.images} images, {total / 1e6:.1f} MB", file=sys.stderr)
+        server = EmbeddedStore(Path(tmp) / "home")
+        store = ObjectStore(server.up())
+        ratios, raw_s, ingest_s = [], [], []
+        try:
+            for r in range(args.rounds):
+                t0 = time.perf_counter()
+                raw_upload(store, src, f"raw/{r}")
+                t1 = time.perf_counter()
+                Ingest(f"bench{r}", [SourceSpec.parse(f"hq={src}")], store).run()
+                t2 = time.perf_counter()
+                raw_s.append(t1 - t0)
+                ingest_s.append(t2 - t1)
+                ratios.append((t1 - t0) / (t2 - t1))
+                print(
+                    f"round {r}: raw {t1 - t0:.2f}s, ingest {t2 - t1:.2f}s, ratio {ratios[-1]:.2f}",
+                    file=sys.stderr,
+                )
+        finally:
+            server.down()
+    result = {
+        "images": args.images,
+        "side": args.side,
+        "input_mb": round(total / 1e6, 1),
+        "raw_upload_mb_s": round(total / 1e6 / statistics.median(raw_s), 1),
+        "ingest_mb_s": round(total / 1e6 / statistics.median(ingest_s), 1),
+        "ratio_median": round(statistics.median(ratios), 2),
+        "ratios": [round(x, 2) for x in ratios],
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

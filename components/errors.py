@@ -1,0 +1,37 @@
+"""The project's one error hierarchy.
+
+Entry points (the CLI, the torchrun target, KFP component wrappers) turn a
+``Sam3Error`` into one clear line on stderr and the exit code it carries.
+"""
+
+from __future__ import annotations
+
+
+class Sam3Error(Exception):
+    """Base class: a failure the user can act on, reported as one line."""
+
+    exit_code = 1
+
+
+class ConfigError(Sam3Error):
+    """Bad usage or configuration, detected before any work starts."""
+
+    exit_code = 2
+
+
+class DataError(Sam3Error):
+    """Input data that cannot be used (nothing valid left, strict mode, bad manifest)."""
+
+
+class StorageError(Sam3Error):
+    """The object store failed or refused, after bounded retries."""
+
+
+class LaunchError(Sam3Error):
+    """A training job could not be launched or failed."""
+
+
+class GateError(Sam3Error):
+    """A quality gate stopped promotion."""
+
+    exit_code = 3

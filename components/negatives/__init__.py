@@ -1,0 +1,1 @@
+"""Hard negative mining: ontology-driven noun phrases absent from each image."""
