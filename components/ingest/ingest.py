@@ -23,7 +23,7 @@ from components.errors import ConfigError, DataError
 from components.ingest.readers import MediaPlan, plan_source
 from components.ingest.shards import encode_shard, plan_shards
 from components.ingest.sources import SourceFiles, SourceSpec, open_source
-from components.ingest.validate import Limits, build_record
+from components.ingest.validate import ImageCheck, Limits, build_record
 from components.schemas import (
     SCHEMA_VERSION,
     DatasetManifest,
@@ -48,13 +48,14 @@ PRODUCER = "sam3-pipeline data ingest"
 @dataclass(frozen=True)
 class IngestOptions:
     max_pixels: int = 64_000_000
+    image_check: ImageCheck = "structure"
     max_noun_phrase_chars: int = 200
     shard_target_bytes: int = 32 * 1024 * 1024
     shard_max_rows: int = 1024
     row_group_rows: int = 64
     check_threads: int = 2  # how, not what: not part of the version
 
-    def identity(self) -> dict[str, int]:
+    def identity(self) -> dict[str, int | str]:
         """The options that shape the output (and so the version)."""
         return {k: v for k, v in asdict(self).items() if k != "check_threads"}
 
@@ -195,7 +196,7 @@ class Ingest:
         shards = plan_shards(media, self.options.shard_target_bytes, self.options.shard_max_rows)
         mine = [s for s in shards if s.index % partitions == partition]
         rejects = list(plan_rejects) if partition == 0 else []
-        limits = Limits(max_pixels=self.options.max_pixels)
+        limits = Limits(max_pixels=self.options.max_pixels, image_check=self.options.image_check)
         written: list[ShardInfo] = []
         total_media = sum(len(s.media) for s in mine)
         done = 0

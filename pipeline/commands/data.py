@@ -72,6 +72,9 @@ def ingest(
     commit: bool = typer.Option(False, "--commit", help="Merge the staged partitions into one version."),
     strict: bool = typer.Option(False, "--strict", help="Fail (commit nothing) if any record is rejected."),
     max_pixels: int = typer.Option(64_000_000, "--max-pixels", min=1, help="Reject images claiming more."),
+    image_check: str = typer.Option(
+        "structure", "--image-check", help="structure (headers, end markers, CRCs) or decode (every pixel)."
+    ),
     shard_rows: int = typer.Option(1024, "--shard-rows", min=1, help="Most media per shard."),
     shard_mb: int = typer.Option(32, "--shard-mb", min=1, help="Target shard size in MiB."),
 ) -> None:
@@ -81,6 +84,8 @@ def ingest(
     from components.ingest.ingest import Ingest, IngestOptions
     from components.ingest.sources import SourceSpec
 
+    if image_check not in ("structure", "decode"):
+        raise ConfigError(f"--image-check {image_check!r}: expected structure or decode")
     if partition and commit:
         raise ConfigError("--partition and --commit are separate steps: run the partitions, then --commit")
     store = default_store()
@@ -90,7 +95,10 @@ def ingest(
             [SourceSpec.parse(s) for s in source],
             store,
             IngestOptions(
-                max_pixels=max_pixels, shard_max_rows=shard_rows, shard_target_bytes=shard_mb * 1024 * 1024
+                max_pixels=max_pixels,
+                image_check=image_check,  # type: ignore[arg-type]  # checked above
+                shard_max_rows=shard_rows,
+                shard_target_bytes=shard_mb * 1024 * 1024,
             ),
             progress=progress,
         )

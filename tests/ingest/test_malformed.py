@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import zlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from components.dataset import Dataset
 from components.ingest.ingest import Ingest, IngestOptions
@@ -71,6 +74,11 @@ def corpus(tmp_path: Path) -> Path:
     for i in range(6):
         (src / "images" / f"ok{i}.jpg").write_bytes(jpeg(SIZE, SIZE, i))
     (src / "images" / "truncated.jpg").write_bytes(jpeg(SIZE, SIZE, 99)[:200])
+    (src / "images" / "cut.jpg").write_bytes(jpeg(SIZE, SIZE, 98)[:-40])  # cut inside the scan data
+    png = io.BytesIO()
+    noise = np.random.default_rng(0).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(png, "PNG")
+    (src / "images" / "cut.png").write_bytes(png.getvalue()[:-30])
     (src / "images" / "bomb.png").write_bytes(png_claiming(50_000, 50_000))
     (src / "images" / "wrongsize.jpg").write_bytes(jpeg(SIZE * 2, SIZE, 7))
     images = [
@@ -90,6 +98,8 @@ def corpus(tmp_path: Path) -> Path:
         pair(13, "ok4.jpg", "black square"),  # a duplicate annotation id spoils it
         pair(14, "wrongsize.jpg", "grey square"),  # image size differs from its record
         {"id": 15, "file_name": "ok5.jpg", "width": -3, "height": SIZE, "text_input": "x"},  # bad record
+        pair(16, "cut.jpg", "goat"),  # JPEG cut short inside its scan
+        pair(17, "cut.png", "pig"),  # PNG cut short
     ]
     anns = [
         ann(1, 1),
@@ -107,8 +117,10 @@ def corpus(tmp_path: Path) -> Path:
     return src
 
 
-def test_every_defect_is_rejected_with_its_reason(corpus: Path, store: ObjectStore) -> None:
-    job = Ingest("bad", [SourceSpec.parse(f"hq={corpus}")], store, IngestOptions(max_pixels=10_000_000))
+@pytest.mark.parametrize("image_check", ["structure", "decode"])
+def test_every_defect_is_rejected_with_its_reason(corpus: Path, store: ObjectStore, image_check: str) -> None:
+    opts = IngestOptions(max_pixels=10_000_000, image_check=image_check)  # type: ignore[arg-type]
+    job = Ingest("bad", [SourceSpec.parse(f"hq={corpus}")], store, opts)
     result = job.run()
     assert result.created and result.manifest is not None
     rejects = [json.loads(line) for line in store.get_bytes(result.manifest.rejects.key or "").splitlines()]
@@ -141,7 +153,9 @@ def test_every_defect_is_rejected_with_its_reason(corpus: Path, store: ObjectSto
     assert reason("annotations[5] (id 6)")[0] == "unknown_image_id"
     assert reason("images[14] (id 14)", "wrongsize.jpg")[0] == "image_size_mismatch"
     assert reason("images[15]")[0] == "bad_record"
-    assert result.manifest.rejects.count == len(rejects) == 16
+    assert reason("images[16] (id 16)", "cut.jpg")[0] == "image_corrupt"
+    assert reason("images[17] (id 17)", "cut.png")[0] == "image_corrupt"
+    assert result.manifest.rejects.count == len(rejects) == 18
 
     kept = {q.origin_id: q for r in Dataset.open(result.uri, store).records() for q in r.queries}
     assert set(kept) == {"1", "2", "12"}
@@ -152,7 +166,7 @@ def test_nothing_valid_fails_and_strict_refuses(corpus: Path, store: ObjectStore
     from components.errors import DataError
 
     strict = Ingest("bad", [SourceSpec.parse(f"hq={corpus}")], store)
-    with pytest.raises(DataError, match="--strict: 16 records rejected"):
+    with pytest.raises(DataError, match="--strict: 18 records rejected"):
         strict.run(strict=True)
     assert not strict.committed()
 
