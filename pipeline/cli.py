@@ -15,7 +15,7 @@ import sys
 import typer
 
 from components.errors import Sam3Error
-from pipeline.commands import data, evaluate, run, store
+from pipeline.commands import data, evaluate, predict, run, store, train
 
 app = typer.Typer(
     name="sam3-pipeline",
@@ -28,6 +28,8 @@ app.add_typer(store.app, name="store")
 app.add_typer(data.app, name="data")
 app.command("evaluate")(evaluate.evaluate)
 app.command("run")(run.run)
+app.command("train")(train.train)
+app.command("predict")(predict.predict)
 
 
 def _configure_logging() -> None:

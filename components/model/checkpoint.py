@@ -1,0 +1,87 @@
+"""State-dict keys: normalise the layouts checkpoints come in, and load weights loudly.
+
+Storage is the trainer's business; this module only maps keys. Layouts seen:
+the project's own (``Sam3Image.state_dict()``), a DDP- or ``torch.compile``-
+wrapped model (``module.`` / ``_orig_mod.`` prefixes), a ``{"model": {...}}``
+wrapper, and Meta's released checkpoints, which hold a whole video model: the
+image model under ``detector.`` and the tracker under ``tracker.`` (dropped:
+the image model has no tracker), as ``sam3.model_builder`` loads them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from components.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+DETECTOR = "detector."
+WRAPPERS = ("module.", "_orig_mod.")
+RECOMPUTED = (".attn.freqs_cis",)
+"""Buffers the model computes from its config (ViT RoPE tables): always the model's own, never loaded."""
+SHOWN = 5
+
+
+def normalize_state_dict(state_dict: Mapping[str, object]) -> dict[str, torch.Tensor]:
+    """Keys as ``Sam3Image.state_dict()`` names them (see the module docstring for the layouts)."""
+    model = state_dict.get("model")
+    if isinstance(model, Mapping) and all(isinstance(k, str) for k in model):
+        state_dict = model
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        while key.startswith(WRAPPERS):
+            key = key.split(".", 1)[1]
+        out[key] = value  # type: ignore[assignment]
+    if any(key.startswith(DETECTOR) for key in out):
+        dropped = sum(not key.startswith(DETECTOR) for key in out)
+        if dropped:
+            log.info(
+                "released layout: keeping the %s* keys, dropping %d others (the tracker)", DETECTOR, dropped
+            )
+        out = {key[len(DETECTOR) :]: value for key, value in out.items() if key.startswith(DETECTOR)}
+    return out
+
+
+def load_weights(model: nn.Module, state_dict: Mapping[str, object], source: str) -> None:
+    """Load ``state_dict`` (any layout above) into ``model``, or raise DataError naming ``source``.
+
+    Every key must match, in name and shape. The model must hold real tensors
+    (a meta-device model has no buffers to keep).
+    """
+    current = model.state_dict()
+    if any(t.is_meta for t in current.values()):
+        raise ConfigError("cannot load weights into a model on the meta device: build it on 'cpu'")
+    weights = {k: v for k, v in normalize_state_dict(state_dict).items() if not k.endswith(RECOMPUTED)}
+    expected = {k: v for k, v in current.items() if not k.endswith(RECOMPUTED)}
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys ({_first(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys ({_first(unexpected)})")
+    mismatched = [
+        f"{k}: checkpoint {_describe(weights[k])} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(expected) & set(weights))
+        if not (isinstance(weights[k], torch.Tensor) and weights[k].shape == expected[k].shape)
+    ]
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches ({_first(mismatched)})")
+    if problems:
+        raise DataError(f"{source} does not fit this model: " + "; ".join(problems))
+    model.load_state_dict(weights, strict=False)
+    log.info("loaded %d tensors from %s", len(weights), source)
+
+
+def _describe(value: object) -> str:
+    return str(tuple(value.shape)) if isinstance(value, torch.Tensor) else f"a {type(value).__name__}"
+
+
+def _first(keys: list[str]) -> str:
+    shown = ", ".join(keys[:SHOWN])
+    return shown + (f", ... {len(keys) - SHOWN} more" if len(keys) > SHOWN else "")

@@ -1,0 +1,97 @@
+"""The official SAM 3 criterion with the project's loss weights, and one forward + loss step.
+
+The criterion is the released training recipe: ``Sam3LossWrapper`` over box
+(L1 + GIoU), classification (IoU-aware BCE, with the presence loss) and mask
+(focal + dice) terms; one-to-one matching by ``BinaryHungarianMatcherV2``
+(inside the model's forward), one-to-many by ``BinaryOneToManyMatcher`` (DAC
+queries, weight 2); the loss is scaled by sqrt(queries in the batch).
+Non-exhaustive queries get no loss on unmatched predictions (``weak_loss``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from components.model.batch import ModelBatch
+from components.model.compat import ensure_compat
+from components.train.config import LossWeights
+
+log = logging.getLogger(__name__)
+
+TOTAL = "core_loss"  # sam3.train.loss.loss_fns.CORE_LOSS_KEY
+MAIN_TERMS = {
+    "box_l1": "loss_bbox",
+    "giou": "loss_giou",
+    "classification": "loss_ce",
+    "presence": "presence_loss",
+    "mask_focal": "loss_mask",
+    "mask_dice": "loss_dice",
+}
+"""LossWeights field -> the official key of that term on the final decoder layer's one-to-one output.
+
+The criterion also reports each term on auxiliary layers (``<key>_aux_<i>``) and on
+the one-to-many queries (``<key>_o2m``, ``<key>_aux_<i>_o2m``), and two accuracies
+(``ce_f1``, ``presence_dec_acc``) that do not enter the total.
+"""
+
+
+def build_criterion(weights: LossWeights) -> nn.Module:
+    """The official loss wrapper with these weights (works with or without a process group)."""
+    ensure_compat()
+    from sam3.train.loss.loss_fns import Boxes, IABCEMdetr, Masks
+    from sam3.train.loss.sam3_loss import Sam3LossWrapper
+    from sam3.train.matcher import BinaryHungarianMatcherV2, BinaryOneToManyMatcher
+
+    return Sam3LossWrapper(
+        loss_fns_find=[
+            Boxes(weight_dict={"loss_bbox": weights.box_l1, "loss_giou": weights.giou}),
+            IABCEMdetr(
+                weak_loss=True,
+                weight_dict={"loss_ce": weights.classification, "presence_loss": weights.presence},
+                pos_weight=10.0,
+                alpha=0.25,
+                gamma=2,
+                use_presence=True,
+                pos_focal=False,
+            ),
+            Masks(
+                weight_dict={"loss_mask": weights.mask_focal, "loss_dice": weights.mask_dice},
+                focal_alpha=0.25,
+                focal_gamma=2.0,
+                compute_aux=False,
+            ),
+        ],
+        normalization="global",
+        matcher=BinaryHungarianMatcherV2(
+            focal=True, cost_class=2.0, cost_bbox=5.0, cost_giou=2.0, alpha=0.25, gamma=2, stable=False
+        ),
+        o2m_matcher=BinaryOneToManyMatcher(alpha=0.3, threshold=0.4, topk=4),
+        o2m_weight=2.0,
+        use_o2m_matcher_on_o2m_aux=False,
+        scale_by_find_batch_size=True,
+    )
+
+
+def forward_and_loss(
+    model: nn.Module, batch: ModelBatch, criterion: nn.Module
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Run the model on ``batch`` (already on the model's device) and return (total loss, every term).
+
+    The total is a scalar tensor with a graph for ``backward()``. The terms are
+    floats: ``"total"`` (its value), then each term unweighted, keyed as the
+    official trainer logs them (see ``MAIN_TERMS``).
+    """
+    find_stages = model(batch.data)
+    inner: Any = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    targets = [inner.back_convert(target) for target in batch.data.find_targets]
+    losses = criterion(find_stages, targets)
+    losses["total"] = total = losses.pop(TOTAL)
+    names = ["total", *(k for k in losses if k != "total")]
+    values = torch.stack(
+        [torch.as_tensor(losses[k], dtype=torch.float32, device=total.device).detach() for k in names]
+    )
+    return total, dict(zip(names, values.tolist(), strict=True))  # one device sync for all terms

@@ -1,0 +1,1 @@
+"""Training: the torchrun target (main.py), its loop, checkpoints and metrics, and the TorchX launcher."""

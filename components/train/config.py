@@ -1,0 +1,75 @@
+"""Training configuration: one pydantic model shared by the torchrun target, the launcher and the pipeline."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Stage = Literal["detector", "presence", "joint"]
+Size = Literal["tiny", "small", "full"]
+
+
+class LossWeights(BaseModel):
+    """Defaults as released with SAM 3."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    box_l1: float = 5.0
+    giou: float = 2.0
+    classification: float = 20.0
+    presence: float = 20.0
+    mask_focal: float = 200.0
+    mask_dice: float = 10.0
+
+
+class OptimConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float = Field(default=1e-4, gt=0)
+    vision_lr: float | None = Field(default=None, gt=0, description="backbone LR (default: lr)")
+    text_lr: float | None = Field(default=None, gt=0, description="text encoder LR (default: lr)")
+    weight_decay: float = Field(default=0.1, ge=0)
+    warmup_steps: int = Field(default=20, ge=0)
+    grad_clip: float = Field(default=0.1, gt=0)
+    grad_accumulation: int = Field(default=1, ge=1)
+
+
+class TrainConfig(BaseModel):
+    """Everything one stage's torchrun job needs (secrets stay in the environment)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: Stage
+    dataset: str = Field(description="s3://BUCKET/datasets/NAME/VERSION")
+    run_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    size: Size = "tiny"
+    steps: int = Field(default=100, ge=1)
+    batch_size: int = Field(default=4, ge=1, description="images per rank per step")
+    init: str | None = Field(default=None, description="checkpoint URI or local path to start from")
+    sources: dict[str, float] = Field(default_factory=lambda: {"hq": 1.0, "syn": 1.0, "ext": 1.0})
+    exemplar_prob: float = Field(default=0.0, ge=0, le=1, description="chance a query gets a box exemplar")
+    max_queries_per_image: int = Field(default=8, ge=1)
+    loss: LossWeights = Field(default_factory=LossWeights)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    checkpoint_every: int = Field(default=50, ge=1)
+    keep_checkpoints: int = Field(default=2, ge=1)
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="base port; rank r serves base+r; 0 = off"
+    )
+    data_workers: int = Field(default=1, ge=0)
+    log_every: int = Field(default=10, ge=1)
+    seed: int = 0
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if not self.dataset.startswith("s3://"):
+            raise ValueError("dataset must be an s3:// dataset URI")
+        if not any(w > 0 for w in self.sources.values()):
+            raise ValueError("sources: at least one weight must be positive")
+        return self
+
+    @property
+    def prefix(self) -> str:
+        return f"runs/{self.run_id}/{self.stage}"

@@ -1,0 +1,82 @@
+"""The training data stream: dataset records -> model batches, split by rank and loader worker."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from components.dataset import Dataset
+from components.errors import ConfigError
+from components.storage import ObjectStore
+from components.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+IMAGE_SOURCES = ("hq", "syn", "ext")
+
+
+def image_source_weights(cfg: TrainConfig, available: list[str]) -> dict[str, float]:
+    """The configured weights of the image sources this dataset holds (videos belong to the tracker)."""
+    weights = {s: w for s, w in cfg.sources.items() if w > 0 and s in available and s in IMAGE_SOURCES}
+    if not weights:
+        raise ConfigError(
+            f"sources {cfg.sources} select no image source of {cfg.dataset} (it holds {available})"
+        )
+    return weights
+
+
+class BatchStream(IterableDataset):
+    """An endless stream of batches for one rank; each loader worker reads its own row groups."""
+
+    def __init__(
+        self, cfg: TrainConfig, rank: int, world_size: int, start_step: int, resolution: int
+    ) -> None:
+        self.cfg = cfg
+        self.rank = rank
+        self.world_size = world_size
+        self.start_step = start_step
+        self.resolution = resolution
+
+    def __iter__(self) -> Iterator[Any]:
+        from components.embedded_store import default_store
+        from components.model.batch import records_to_batch
+
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        store: ObjectStore = default_store()
+        dataset = Dataset.open(self.cfg.dataset, store)
+        weights = image_source_weights(self.cfg, dataset.sources)
+        # a resumed job starts a fresh shuffle instead of replaying the batches it already trained on
+        seed = self.cfg.seed * 1_000_003 + self.start_step
+        stream = dataset.mixed(
+            weights, seed=seed, rank=self.rank, world_size=self.world_size, worker=worker, num_workers=workers
+        )
+        rng = random.Random(f"{seed}:{self.rank}:{worker}")
+        while True:
+            records = [next(stream) for _ in range(self.cfg.batch_size)]
+            yield records_to_batch(
+                records,
+                resolution=self.resolution,
+                max_queries_per_image=self.cfg.max_queries_per_image,
+                exemplar_prob=self.cfg.exemplar_prob,
+                rng=rng,
+            )
+
+
+def batch_loader(
+    cfg: TrainConfig, rank: int, world_size: int, start_step: int, resolution: int
+) -> DataLoader:
+    workers = cfg.data_workers
+    return DataLoader(
+        BatchStream(cfg, rank, world_size, start_step, resolution),
+        batch_size=None,
+        num_workers=workers,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=bool(workers),
+        pin_memory=torch.cuda.is_available(),
+    )

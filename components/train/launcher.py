@@ -1,0 +1,169 @@
+"""Launch a training stage as a TorchX job: local_cwd (torchrun processes) or kubernetes (Volcano).
+
+The AppDef is TorchX's own ``dist.torchrun`` component running
+``components.train.main`` with the stage's TrainConfig, plus torchrun's
+``--max-restarts`` so a crashed rank is restarted and resumes from the last
+checkpoint. Secrets never enter the AppDef: locally the job inherits the
+environment, on Kubernetes the pods get SAM3_S3_* from a Secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from components.errors import ConfigError, LaunchError
+from components.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+Scheduler = Literal["local_cwd", "kubernetes"]
+DEFAULT_IMAGE = "ghcr.io/sam3-pipeline/trainer"
+
+
+@dataclass
+class Topology:
+    nnodes: int = 1
+    nproc: int = 1
+    gpus_per_node: int = 0
+    cpu: int = 2
+    mem_mb: int = 8192
+    max_restarts: int = 3  # torchrun restarts of the worker group on a rank failure
+    max_retries: int = 0  # scheduler-level retries of the whole job
+    rdzv_port: int = 29500
+    image: str = DEFAULT_IMAGE
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.nnodes < 1 or self.nproc < 1:
+            raise ConfigError(f"--nnodes and --nproc must be >= 1, got {self.nnodes}x{self.nproc}")
+        if self.gpus_per_node and self.nproc > self.gpus_per_node:
+            raise ConfigError(f"--nproc {self.nproc} exceeds the {self.gpus_per_node} GPUs per node")
+
+
+def stage_app(cfg: TrainConfig, topo: Topology) -> Any:
+    """The AppDef the pipeline and the CLI launch for one stage."""
+    import warnings
+
+    from torchx.components.dist import torchrun
+
+    leaked = [k for k in topo.env if k.startswith("SAM3_S3_") and "KEY" in k]
+    if leaked:
+        raise ConfigError(f"secrets must not be passed in the job spec: {leaked}")
+    env = {"SAM3_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1", **topo.env}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        app = torchrun(
+            "--config-json",
+            cfg.model_dump_json(),
+            m="components.train.main",
+            name=f"sam3-{cfg.stage}-{cfg.run_id}"[:50],
+            image=topo.image,
+            j=f"{topo.nnodes}x{topo.nproc}",
+            gpu=topo.gpus_per_node,
+            cpu=topo.cpu,
+            memMB=topo.mem_mb,
+            env=env,
+            max_retries=topo.max_retries,
+            rdzv_port=topo.rdzv_port,
+            tee=3,
+        )
+    role = app.roles[0]
+    shell, command = role.args
+    if not command.startswith("torchrun "):
+        raise LaunchError(f"unexpected torchrun command from TorchX: {command[:60]}...")
+    role.args = [shell, f"torchrun --max-restarts {topo.max_restarts} " + command.removeprefix("torchrun ")]
+    return app
+
+
+def scheduler_cfg(
+    scheduler: Scheduler,
+    *,
+    queue: str = "sam3",
+    namespace: str = "sam3",
+    log_dir: Path | None = None,
+    validate_spec: bool = True,
+) -> dict[str, Any]:
+    if scheduler == "local_cwd":
+        return {"log_dir": str(log_dir)} if log_dir else {}
+    return {
+        "queue": queue,
+        "namespace": namespace,
+        "validate_spec": validate_spec,
+        "service_account": "sam3-trainer",
+        "priority_class": "sam3-training",
+    }
+
+
+def dryrun(cfg: TrainConfig, topo: Topology, scheduler: Scheduler, **sched: Any) -> str:
+    """The request the scheduler would get, as text (for kubernetes: the Volcano Job YAML)."""
+    from torchx.runner import get_runner
+
+    app = stage_app(cfg, topo)
+    with get_runner() as runner:
+        info = runner.dryrun(app, scheduler, cfg=scheduler_cfg(scheduler, validate_spec=False, **sched))
+    return str(info)
+
+
+def run(
+    cfg: TrainConfig,
+    topo: Topology,
+    scheduler: Scheduler,
+    *,
+    log_lines: Callable[[str], None] | None = None,
+    poll_s: float = 2.0,
+    **sched: Any,
+) -> str:
+    """Submit, stream the logs, wait; return the app handle. A failed job raises LaunchError."""
+    from torchx.runner import get_runner
+    from torchx.specs import AppState
+
+    if scheduler == "local_cwd":
+        venv_bin = str(Path(sys.executable).parent)
+        if venv_bin not in os.environ.get("PATH", "").split(os.pathsep):
+            os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
+    app = stage_app(cfg, topo)
+    with get_runner() as runner:
+        handle = runner.run(app, scheduler, cfg=scheduler_cfg(scheduler, **sched))
+        log.info("submitted %s", handle)
+        printed = 0
+        while True:
+            status = runner.status(handle)
+            if log_lines is not None:
+                printed = _forward_logs(runner, handle, app.roles[0].name, topo, printed, log_lines)
+            if status is None or status.is_terminal():
+                break
+            time.sleep(poll_s)
+        if status is None or status.state != AppState.SUCCEEDED:
+            state = status.state.name if status else "UNKNOWN"
+            raise LaunchError(f"training job {handle} ended {state}: {_error_of(status)}")
+    return str(handle)
+
+
+def _forward_logs(
+    runner: Any, handle: str, role: str, topo: Topology, printed: int, sink: Callable[[str], None]
+) -> int:
+    """Forward new log lines of replica 0 (the combined torchrun output) since the last call."""
+    try:
+        lines = list(runner.log_lines(handle, role, 0))
+    except Exception:  # logs may not exist yet
+        return printed
+    for line in lines[printed:]:
+        sink(line.rstrip("\n"))
+    return len(lines)
+
+
+def _error_of(status: Any) -> str:
+    if status is None:
+        return "no status"
+    for role in status.roles or []:
+        for replica in role.replicas or []:
+            if replica.structured_error_msg and replica.structured_error_msg != "<NONE>":
+                return str(replica.structured_error_msg)[:2000]
+    return str(status.msg or status.structured_error_msg or "see the job's logs")

@@ -1,0 +1,251 @@
+"""The training loop of one stage: a recipe, details pushed into helpers.
+
+load checkpoint -> for each step: batch, forward, loss, backward, step,
+metrics, maybe checkpoint. Rank 0 writes checkpoints; every rank serves its
+metrics. Runs the same under torchrun with gloo (CPU) or nccl (GPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from components.errors import ConfigError
+from components.storage import ObjectStore
+from components.train.checkpoint import CheckpointStore, LatestPointer, read_weights
+from components.train.config import TrainConfig
+from components.train.data import batch_loader
+from components.train.metrics import TrainingMetrics
+from components.train.optim import build_optimizer, trainable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Distributed:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @classmethod
+    def init(cls) -> Distributed:
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank)
+            device = torch.device("cuda", local_rank)
+        else:
+            device = torch.device("cpu")
+        if world_size > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return cls(rank, world_size, local_rank, device)
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+    def mean(self, values: dict[str, float]) -> dict[str, float]:
+        """Average scalars over ranks (for logging and metrics only)."""
+        if self.world_size == 1 or not values:
+            return values
+        t = torch.tensor(list(values.values()), dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return dict(zip(values, (t / self.world_size).tolist(), strict=True))
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, store: ObjectStore) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.ckpt = CheckpointStore(store, cfg.prefix, keep=cfg.keep_checkpoints)
+
+    # -- the recipe ---------------------------------------------------------------
+    def train(self) -> LatestPointer:
+        from components.model.builder import build_model
+        from components.model.config import ModelConfig
+        from components.model.loss import build_criterion, forward_and_loss
+
+        cfg = self.cfg
+        world = Distributed.init()
+        self.seed_everything(cfg.seed + world.rank)
+        model = build_model(cfg.size).to(world.device)
+        resolution = ModelConfig.preset(cfg.size).resolution
+        trainable(model, cfg.stage)
+        optimizer, scheduler = build_optimizer(model, cfg.optim)
+        start = self.restore_or_init(model, optimizer, scheduler)
+        ddp: nn.Module = model
+        if world.world_size > 1:
+            ddp = nn.parallel.DistributedDataParallel(
+                model,
+                device_ids=[world.local_rank] if world.device.type == "cuda" else None,
+                # some heads (semantic seg, an unused FPN level) never reach the loss; the set is the same
+                # every step, which a static graph learns in its first iteration
+                static_graph=True,
+            )
+        criterion = build_criterion(cfg.loss)
+        metrics = TrainingMetrics(
+            cfg.run_id, cfg.stage, world.rank, world.local_rank if world.device.type == "cuda" else None
+        )
+        if cfg.metrics_port:
+            metrics.serve(cfg.metrics_port + world.local_rank)
+        batches = iter(batch_loader(cfg, world.rank, world.world_size, start, resolution))
+        autocast = self.autocast(world.device)
+        pointer = self.ckpt.latest()
+        log.info(
+            "rank %d/%d: %s stage, steps %d..%d on %s",
+            world.rank,
+            world.world_size,
+            cfg.stage,
+            start,
+            cfg.steps,
+            world.device,
+        )
+        try:
+            for step in range(start, cfg.steps):
+                t0 = time.perf_counter()
+                losses: dict[str, float] = {}
+                wait = 0.0
+                for micro in range(cfg.optim.grad_accumulation):
+                    tw = time.perf_counter()
+                    batch = _to_device(next(batches), world.device)
+                    wait += time.perf_counter() - tw
+                    sync = micro == cfg.optim.grad_accumulation - 1 or world.world_size == 1
+                    with autocast, nullcontext() if sync else ddp.no_sync():  # type: ignore[operator]
+                        loss, terms = forward_and_loss(ddp, batch, criterion)
+                    (loss / cfg.optim.grad_accumulation).backward()
+                    for k, v in terms.items():
+                        losses[k] = losses.get(k, 0.0) + v / cfg.optim.grad_accumulation
+                torch.nn.utils.clip_grad_norm_(
+                    [p for p in model.parameters() if p.requires_grad], cfg.optim.grad_clip
+                )
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses = world.mean(main_terms(losses))
+                elapsed = time.perf_counter() - t0
+                metrics.observe_step(
+                    step + 1,
+                    cfg.batch_size * cfg.optim.grad_accumulation,
+                    elapsed,
+                    wait,
+                    losses,
+                    {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)},
+                )
+                if world.rank == 0 and (step % cfg.log_every == 0 or step + 1 == cfg.steps):
+                    log.info(
+                        "step %d/%d loss %.4f (%s) %.2fs/step, data wait %.3fs",
+                        step + 1,
+                        cfg.steps,
+                        losses.get("total", float("nan")),
+                        " ".join(f"{k}={v:.3f}" for k, v in sorted(losses.items()) if k != "total"),
+                        elapsed,
+                        wait,
+                    )
+                if not all(np.isfinite(v) for v in losses.values()):
+                    raise FloatingPointError(f"non-finite loss at step {step + 1}: {losses}")
+                if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+                    pointer = self.checkpoint(world, step + 1, model, optimizer, scheduler) or pointer
+                    metrics.observe_checkpoint()
+        finally:
+            metrics.close()
+        world.barrier()
+        final = self.ckpt.latest()
+        assert final is not None
+        return final
+
+    # -- helpers ----------------------------------------------------------------------
+    def restore_or_init(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+    ) -> int:
+        """Resume from latest.json if this run has one; else start from --init (or from scratch)."""
+        from components.model.checkpoint import load_weights, normalize_state_dict
+
+        restored = self.ckpt.restore()
+        if restored is not None:
+            load_weights(
+                model, normalize_state_dict(restored.weights), self.ckpt.store.uri(self.ckpt.latest_key)
+            )
+            optimizer.load_state_dict(restored.state["optimizer"])
+            scheduler.load_state_dict(restored.state["scheduler"])
+            self.set_rng(restored.state.get("rng"))
+            log.info("resumed from step %d", restored.step)
+            return restored.step
+        if self.cfg.init:
+            weights = normalize_state_dict(read_weights(self.cfg.init, self.store))
+            load_weights(model, weights, self.cfg.init)
+            log.info("initialised from %s", self.cfg.init)
+        return 0
+
+    def checkpoint(
+        self,
+        world: Distributed,
+        step: int,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+    ) -> LatestPointer | None:
+        pointer = None
+        if world.rank == 0:
+            state = {
+                "step": step,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": self.get_rng(),
+                "config": self.cfg.model_dump(mode="json"),
+            }
+            pointer = self.ckpt.save(step, model.state_dict(), state, config=self.cfg.model_dump(mode="json"))
+        world.barrier()
+        return pointer
+
+    @staticmethod
+    def seed_everything(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+    @staticmethod
+    def get_rng() -> dict[str, Any]:
+        return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+    @staticmethod
+    def set_rng(state: dict[str, Any] | None) -> None:
+        if state:
+            random.setstate(state["python"])
+            np.random.set_state(state["numpy"])
+            torch.set_rng_state(state["torch"])
+
+    def autocast(self, device: torch.device) -> Any:
+        precision = self.cfg.precision
+        if precision == "bf16" and device.type != "cuda":
+            raise ConfigError("precision bf16 needs a CUDA device")
+        if device.type == "cuda" and precision in ("auto", "bf16"):
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+
+def main_terms(losses: dict[str, float]) -> dict[str, float]:
+    """The total and the six weighted terms of the final layer, named as in the config (for logs, metrics)."""
+    from components.model.loss import MAIN_TERMS
+
+    out = {"total": losses["total"]}
+    out.update({name: losses[key] for name, key in MAIN_TERMS.items() if key in losses})
+    return out
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    return batch if device.type == "cpu" else batch.to(device, non_blocking=True)

@@ -1,0 +1,123 @@
+"""The tiny model trained by real torchrun processes (gloo, 2 ranks) against a real S3 server."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from components.ingest.ingest import Ingest
+from components.ingest.sources import SourceSpec
+from components.storage import ObjectStore
+from components.synthetic import generate
+from components.train.checkpoint import CheckpointStore
+from components.train.config import TrainConfig
+
+pytestmark = pytest.mark.slow
+
+LOSS = re.compile(r"step (\d+)/\d+ loss ([0-9.]+|nan|inf)")
+
+
+@pytest.fixture
+def dataset(tmp_path: Path, store: ObjectStore) -> str:
+    data = tmp_path / "synth"
+    generate(data, images=24, gold_images=4, videos=0, gold_videos=0, seed=5)
+    return Ingest("tiny", [SourceSpec.parse(f"hq={data / 'train'}")], store).run().uri
+
+
+def torchrun(cfg: TrainConfig, env: dict[str, str], log: Path, restarts: int = 0) -> subprocess.Popen[bytes]:
+    """torchrun with 2 local ranks; output goes to a file (a full pipe would stall the ranks)."""
+    bin_dir = Path(sys.executable).parent
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [
+                str(bin_dir / "torchrun"),
+                "--standalone",
+                "--nproc-per-node",
+                "2",
+                "--max-restarts",
+                str(restarts),
+                "-m",
+                "components.train.main",
+                "--config-json",
+                cfg.model_dump_json(),
+            ],
+            env={**env, "OMP_NUM_THREADS": "1"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def test_two_ranks_train_loss_falls_and_checkpoint_commits(
+    dataset: str, s3_env: dict[str, str], store: ObjectStore, tmp_path: Path
+) -> None:
+    cfg = TrainConfig(
+        stage="detector",
+        dataset=dataset,
+        run_id="ddp",
+        steps=16,
+        batch_size=2,
+        checkpoint_every=8,
+        log_every=1,
+        data_workers=0,
+        optim={"lr": 5e-4, "warmup_steps": 2},
+    )
+    log = tmp_path / "train.log"
+    proc = torchrun(cfg, s3_env, log)
+    proc.wait(timeout=600)
+    err = log.read_text()
+    assert proc.returncode == 0, err[-3000:]
+    losses = [float(v) for _, v in LOSS.findall(err)]
+    assert len(losses) == 16 and all(v == v and v < float("inf") for v in losses), err[-2000:]
+    assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4, losses
+    pointer = CheckpointStore(store, cfg.prefix).latest()
+    assert pointer is not None and pointer.step == 16 and pointer.kept == [8, 16]
+    assert err.strip().splitlines()[-1] == store.uri(pointer.key)
+
+
+def test_killed_rank_is_restarted_and_resumes_from_the_last_checkpoint(
+    dataset: str, s3_env: dict[str, str], store: ObjectStore, tmp_path: Path
+) -> None:
+    cfg = TrainConfig(
+        stage="detector",
+        dataset=dataset,
+        run_id="crash",
+        steps=14,
+        batch_size=1,
+        checkpoint_every=3,
+        log_every=1,
+        data_workers=0,
+    )
+    ckpt = CheckpointStore(store, cfg.prefix)
+    log = tmp_path / "train.log"
+    proc = torchrun(cfg, s3_env, log, restarts=2)
+    try:
+        deadline = time.monotonic() + 400
+        while (ckpt.latest() is None or ckpt.latest().step < 3) and time.monotonic() < deadline:  # type: ignore[union-attr]
+            assert proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.5)
+        victim = next(
+            p
+            for p in psutil.Process(proc.pid).children(recursive=True)
+            if "components.train.main" in " ".join(p.cmdline()) and p.environ().get("RANK") == "1"
+        )
+        os.kill(victim.pid, signal.SIGKILL)
+        proc.wait(timeout=600)
+    finally:
+        for p in psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []:
+            p.kill()
+        if proc.poll() is None:
+            proc.kill()
+    err = log.read_text()
+    assert proc.returncode == 0, err[-3000:]
+    resumed = [int(s) for s in re.findall(r"resumed from step (\d+)", err)]
+    assert resumed and min(resumed) >= 3, err[-3000:]
+    pointer = ckpt.latest()
+    assert pointer is not None and pointer.step == 14
