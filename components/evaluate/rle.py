@@ -1,0 +1,163 @@
+"""COCO run-length encodings: check them before pycocotools sees them, and normalise them.
+
+pycocotools trusts its input: a compressed RLE string whose last character asks for
+more digits makes it read past the end of the string (it hangs or crashes), and run
+lengths that do not add up to height x width give silently wrong areas. So every
+mask is checked here first, all at once: the compressed strings of a whole file are
+decoded together with numpy (a few vectorised passes over their characters, in
+chunks; no Python loop per mask), following the format pycocotools' ``rleFrString`` reads:
+
+- each character is ``48 + six bits``; a value is a little-endian group of 5-bit
+  digits, the 0x20 bit of a character says another digit follows, and the 0x10 bit
+  of a group's last character makes the value negative;
+- from the fourth value on, a value is a delta on the value two places earlier.
+
+A well-formed mask has every run length in [0, 2**32) and the lengths add up to
+height x width.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pycocotools.mask as mask_utils
+
+_MAX_DIGITS = 7  # 35 bits: more than any uint32 run length needs
+_UINT32_LIMIT = 1 << 32
+_CHUNK_CHARS = 1 << 21  # masks are checked in chunks of about this many characters (memory stays warm)
+# value of a one-character group: the low five bits, sign-extended from bit 4
+_DIGIT_VALUE = np.array([((v & 0x1F) ^ 0x10) - 0x10 for v in range(64)], dtype=np.int64)
+
+
+def compressed_rles_ok(blob: bytes, offsets: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    """Which compressed RLE strings decode to run lengths that tile a mask of the given area.
+
+    blob: N compressed ``counts`` strings back to back, string i is
+    ``blob[offsets[i]:offsets[i + 1]]``; areas: (N,) height x width.
+    Returns (N,) bool: every run length in [0, 2**32) and their sum equal to the area.
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    n = len(offsets) - 1
+    areas = np.asarray(areas, dtype=np.int64)
+    chars = np.frombuffer(blob, dtype=np.uint8)
+    ok = np.empty(n, dtype=bool)
+    bounds = np.searchsorted(offsets[1:], np.arange(_CHUNK_CHARS, int(offsets[-1]), _CHUNK_CHARS))
+    edges = [0, *np.unique(bounds[bounds > 0]).tolist(), n]
+    for a, b in itertools.pairwise(edges):
+        if b > a:
+            ok[a:b] = _check_chunk(
+                chars[offsets[a] : offsets[b]], offsets[a : b + 1] - offsets[a], areas[a:b]
+            )
+    return ok
+
+
+def _check_chunk(chars: np.ndarray, offsets: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    n = len(offsets) - 1
+    lengths = np.diff(offsets)
+    ok = np.ones(n, dtype=bool)
+    nonempty = lengths > 0
+    if not nonempty.any():
+        return areas == 0
+    start = offsets[:-1]
+    last = (start + lengths - 1)[nonempty]
+    digits = chars - np.uint8(48)  # wraps below '0'
+
+    def mark_bad(char_positions: np.ndarray) -> None:
+        ok[np.unique(np.searchsorted(start, char_positions, side="right") - 1)] = False
+
+    if digits.max() > 63:  # characters outside '0'..'o'
+        bad = np.flatnonzero(digits > 63)
+        mark_bad(bad)
+        digits[bad] = 0
+    more = digits >= 32  # the 0x20 bit: another digit follows
+    ok[nonempty] &= ~more[last]  # else pycocotools reads past the end of the string
+    more[last] = False  # so that no group runs into the next mask
+
+    # multi-character groups are rare: their values are computed on the side
+    cont = np.flatnonzero(more)
+    group_ends = np.zeros(0, dtype=np.int64)
+    if len(cont):
+        first_of_run = np.concatenate(([True], np.diff(cont) != 1))
+        run_start = cont[first_of_run]
+        group_ends = cont[np.concatenate((first_of_run[1:], [True]))] + 1
+        n_digits = group_ends - run_start + 1
+        mark_bad(run_start[n_digits > _MAX_DIGITS])
+        n_digits = np.minimum(n_digits, _MAX_DIGITS)
+        multi_value = np.zeros(len(run_start), dtype=np.int64)
+        for k in range(int(n_digits.max())):
+            pos = np.minimum(run_start + k, group_ends)
+            multi_value += np.where(k < n_digits, (digits[pos] & 0x1F).astype(np.int64) << (5 * k), 0)
+        negative = (digits[group_ends] & 0x10) != 0
+        multi_value -= np.where(negative, np.left_shift(1, 5 * n_digits), 0)
+
+    # one value per group, in order; then the runs, per mask: v[j] += v[j - 2] from j = 3 on
+    values = _DIGIT_VALUE[digits[~more]]
+    if len(cont):
+        values[group_ends - np.searchsorted(cont, group_ends)] = multi_value
+    n_groups = lengths - (np.searchsorted(cont, start + lengths) - np.searchsorted(cont, start))
+    group_start = (np.cumsum(n_groups) - n_groups)[nonempty]
+    first_value = values[group_start].copy()
+    values[group_start] = 0
+    total = np.zeros(n, dtype=np.int64)
+    total[nonempty] = first_value
+    negative_run = np.zeros(n, dtype=bool)
+    negative_run[nonempty] = first_value < 0
+    group_end = group_start + n_groups[nonempty]
+    for parity in (0, 1):
+        # every mask's same-parity groups sit in one of these two strided views, contiguous
+        view = values[parity::2]
+        lo, hi = (group_start - parity + 1) // 2, (group_end - parity + 1) // 2
+        has = hi > lo
+        owner = np.flatnonzero(nonempty)[has]
+        lo = lo[has]
+        raw = np.add.reduceat(view, lo)
+        view[lo[1:]] -= raw[:-1]  # the running sum restarts at each mask
+        runs = np.cumsum(view, out=view)
+        negative_run[owner] |= np.minimum.reduceat(runs, lo) < 0
+        total[owner] += np.add.reduceat(runs, lo)
+    return ok & ~negative_run & (total == areas)
+
+
+def uncompressed_rle_ok(counts: Sequence[int], area: int) -> bool:
+    """An uncompressed RLE (a list of run lengths) tiles a mask of ``area`` pixels."""
+    runs = np.asarray(counts, dtype=np.int64)
+    return bool(runs.ndim == 1 and (runs >= 0).all() and (runs < _UINT32_LIMIT).all() and runs.sum() == area)
+
+
+def polygon_ok(polygons: Sequence[Sequence[float]]) -> bool:
+    """COCO polygons: a non-empty list of rings, each an even number (>= 6) of finite coordinates."""
+    if len(polygons) == 0:
+        return False
+    for ring in polygons:
+        if len(ring) < 6 or len(ring) % 2 or not np.isfinite(np.asarray(ring, dtype=np.float64)).all():
+            return False
+    return True
+
+
+def to_compressed(segmentation: Any, height: int, width: int) -> dict[str, Any]:
+    """An uncompressed RLE or polygons (already checked) as a compressed RLE, as pycocotools' annToRLE."""
+    if isinstance(segmentation, list):
+        return dict(mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width)))
+    return dict(mask_utils.frPyObjects(segmentation, height, width))
+
+
+def empty_rle(height: int, width: int) -> dict[str, Any]:
+    """An all-background mask (a masklet's frame where the object is absent)."""
+    return {"size": [height, width], "counts": _empty_counts(height * width)}
+
+
+def _empty_counts(area: int) -> bytes:
+    out = bytearray()
+    more = True
+    x = area
+    while more:
+        c = x & 0x1F
+        x >>= 5
+        more = x != -1 if c & 0x10 else x != 0
+        if more:
+            c |= 0x20
+        out.append(c + 48)
+    return bytes(out)
