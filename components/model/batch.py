@@ -90,11 +90,14 @@ def records_to_batch(
     max_queries_per_image: int,
     exemplar_prob: float,
     rng: random.Random,
+    positive_fraction: float | None = None,
 ) -> ModelBatch:
     """The training batch of these records' images (videos are skipped).
 
     An image with more than ``max_queries_per_image`` queries keeps a random subset
-    (drawn from ``rng``, in record order). DataError if no image query is left.
+    (drawn from ``rng``, in record order); with ``positive_fraction`` that share of the
+    subset is drawn from the positive queries first (an image with 30 mined hard
+    negatives would otherwise give mostly negatives). DataError if no image query is left.
     """
     datapoints: list[Any] = []
     query_ids: list[str] = []
@@ -105,10 +108,7 @@ def records_to_batch(
                 "skipping %s: %s records are not trained by the image model", record.media_id, record.kind
             )
             continue
-        queries = record.queries
-        if len(queries) > max_queries_per_image:
-            keep = sorted(rng.sample(range(len(queries)), max_queries_per_image))
-            queries = [queries[i] for i in keep]
+        queries = _sample_queries(record.queries, max_queries_per_image, positive_fraction, rng)
         if not queries:
             continue
         datapoints.append(
@@ -117,6 +117,23 @@ def records_to_batch(
         query_ids.extend(q.query_id for q in queries)
         media_ids.append(record.media_id)
     return collate(datapoints, query_ids, media_ids)
+
+
+def _sample_queries(
+    queries: list[Query], limit: int, positive_fraction: float | None, rng: random.Random
+) -> list[Query]:
+    if len(queries) <= limit:
+        return queries
+    if positive_fraction is None:
+        keep = rng.sample(range(len(queries)), limit)
+    else:
+        pos = [i for i, q in enumerate(queries) if q.positive]
+        neg = [i for i, q in enumerate(queries) if not q.positive]
+        n_pos = min(len(pos), round(limit * positive_fraction))
+        n_neg = min(len(neg), limit - n_pos)
+        n_pos = min(len(pos), limit - n_neg)  # top up with positives when negatives run short
+        keep = rng.sample(pos, n_pos) + rng.sample(neg, n_neg)
+    return [queries[i] for i in sorted(keep)]
 
 
 def collate(datapoints: Sequence[Any], query_ids: list[str], media_ids: list[str]) -> ModelBatch:

@@ -50,6 +50,9 @@ class TrainConfig(BaseModel):
     sources: dict[str, float] = Field(default_factory=lambda: {"hq": 1.0, "syn": 1.0, "ext": 1.0})
     exemplar_prob: float = Field(default=0.0, ge=0, le=1, description="chance a query gets a box exemplar")
     max_queries_per_image: int = Field(default=8, ge=1)
+    positive_fraction: float | None = Field(
+        default=0.5, ge=0, le=1, description="share of sampled queries drawn from positives (None: uniform)"
+    )
     loss: LossWeights = Field(default_factory=LossWeights)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     checkpoint_every: int = Field(default=50, ge=1)

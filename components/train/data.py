@@ -64,6 +64,7 @@ class BatchStream(IterableDataset):
                 resolution=self.resolution,
                 max_queries_per_image=self.cfg.max_queries_per_image,
                 exemplar_prob=self.cfg.exemplar_prob,
+                positive_fraction=self.cfg.positive_fraction,
                 rng=rng,
             )
 
