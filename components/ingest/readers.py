@@ -234,6 +234,13 @@ class Planner:
             return None
         return plan
 
+    def image_media(
+        self, file: str, record: str, img: SacoImage | CocoImage, box_mode: BoxMode
+    ) -> MediaPlan | None:
+        """The media plan of one image entry (shared by every pair of the same file name)."""
+        frames = [self.image_path(img.file_name)]
+        return self.media_for(file, record, "image", img.file_name, img.width, img.height, frames, box_mode)
+
     # -- formats --------------------------------------------------------------
     def plan_file(self, rel: str) -> None:
         file = self.files.display(rel)
@@ -264,16 +271,7 @@ class Planner:
             phrase = self.noun_phrase_ok(file, label, img.text_input)
             if phrase is None:
                 continue
-            media = self.media_for(
-                file,
-                label,
-                "image",
-                img.file_name,
-                img.width,
-                img.height,
-                [self.image_path(img.file_name)],
-                "normalised",
-            )
+            media = self.image_media(file, label, img, "normalised")
             if media is None:
                 continue
             q = RawQuery(self._qid(stem, str(img.id)), str(img.id), phrase, img.is_instance_exhaustive, label)
@@ -318,16 +316,7 @@ class Planner:
                 categories.append((cat.id, phrase))
         pairs: dict[tuple[int, int], RawQuery] = {}
         for label, img in self._records(file, doc, "images", CocoImage):
-            media = self.media_for(
-                file,
-                label,
-                "image",
-                img.file_name,
-                img.width,
-                img.height,
-                [self.image_path(img.file_name)],
-                "pixels",
-            )
+            media = self.image_media(file, label, img, "pixels")
             if media is None:
                 continue
             for cid, phrase in categories:
