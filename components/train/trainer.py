@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -75,7 +76,7 @@ class Trainer:
     def train(self) -> LatestPointer:
         from components.model.builder import build_model
         from components.model.config import ModelConfig
-        from components.model.loss import build_criterion, forward_and_loss
+        from components.model.loss import build_criterion
 
         cfg = self.cfg
         world = Distributed.init()
@@ -102,7 +103,6 @@ class Trainer:
             metrics.serve(cfg.metrics_port + world.local_rank)
         batches = iter(batch_loader(cfg, world.rank, world.world_size, start, resolution))
         autocast = self.autocast(world.device)
-        pointer = self.ckpt.latest()
         log.info(
             "rank %d/%d: %s stage, steps %d..%d on %s",
             world.rank,
@@ -115,18 +115,7 @@ class Trainer:
         try:
             for step in range(start, cfg.steps):
                 t0 = time.perf_counter()
-                losses: dict[str, float] = {}
-                wait = 0.0
-                for micro in range(cfg.optim.grad_accumulation):
-                    tw = time.perf_counter()
-                    batch = _to_device(next(batches), world.device)
-                    wait += time.perf_counter() - tw
-                    sync = micro == cfg.optim.grad_accumulation - 1 or world.world_size == 1
-                    with autocast, nullcontext() if sync else ddp.no_sync():  # type: ignore[operator]
-                        loss, terms = forward_and_loss(ddp, batch, criterion)
-                    (loss / cfg.optim.grad_accumulation).backward()
-                    for k, v in terms.items():
-                        losses[k] = losses.get(k, 0.0) + v / cfg.optim.grad_accumulation
+                losses, wait = self.train_step(ddp, batches, criterion, autocast, world)
                 torch.nn.utils.clip_grad_norm_(
                     [p for p in model.parameters() if p.requires_grad], cfg.optim.grad_clip
                 )
@@ -135,28 +124,16 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 losses = world.mean(main_terms(losses))
                 elapsed = time.perf_counter() - t0
+                lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
                 metrics.observe_step(
-                    step + 1,
-                    cfg.batch_size * cfg.optim.grad_accumulation,
-                    elapsed,
-                    wait,
-                    losses,
-                    {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)},
+                    step + 1, cfg.batch_size * cfg.optim.grad_accumulation, elapsed, wait, losses, lrs
                 )
                 if world.rank == 0 and (step % cfg.log_every == 0 or step + 1 == cfg.steps):
-                    log.info(
-                        "step %d/%d loss %.4f (%s) %.2fs/step, data wait %.3fs",
-                        step + 1,
-                        cfg.steps,
-                        losses.get("total", float("nan")),
-                        " ".join(f"{k}={v:.3f}" for k, v in sorted(losses.items()) if k != "total"),
-                        elapsed,
-                        wait,
-                    )
+                    log_step(step + 1, cfg.steps, losses, elapsed, wait)
                 if not all(np.isfinite(v) for v in losses.values()):
                     raise FloatingPointError(f"non-finite loss at step {step + 1}: {losses}")
                 if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-                    pointer = self.checkpoint(world, step + 1, model, optimizer, scheduler) or pointer
+                    self.checkpoint(world, step + 1, model, optimizer, scheduler)
                     metrics.observe_checkpoint()
         finally:
             metrics.close()
@@ -166,6 +143,27 @@ class Trainer:
         return final
 
     # -- helpers ----------------------------------------------------------------------
+    def train_step(
+        self, ddp: nn.Module, batches: Iterator[Any], criterion: nn.Module, autocast: Any, world: Distributed
+    ) -> tuple[dict[str, float], float]:
+        """Forward and backward over ``grad_accumulation`` micro-batches; returns (loss terms, data wait)."""
+        from components.model.loss import forward_and_loss
+
+        accumulation = self.cfg.optim.grad_accumulation
+        losses: dict[str, float] = {}
+        wait = 0.0
+        for micro in range(accumulation):
+            tw = time.perf_counter()
+            batch = _to_device(next(batches), world.device)
+            wait += time.perf_counter() - tw
+            sync = micro == accumulation - 1 or world.world_size == 1  # all-reduce once, on the last one
+            with autocast, nullcontext() if sync else ddp.no_sync():  # type: ignore[operator]
+                loss, terms = forward_and_loss(ddp, batch, criterion)
+            (loss / accumulation).backward()
+            for k, v in terms.items():
+                losses[k] = losses.get(k, 0.0) + v / accumulation
+        return losses, wait
+
     def restore_or_init(
         self,
         model: nn.Module,
@@ -198,19 +196,17 @@ class Trainer:
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
-    ) -> LatestPointer | None:
-        pointer = None
+    ) -> None:
+        """Rank 0 writes the step (weights, trainer state, config); every rank waits for the commit."""
         if world.rank == 0:
             state = {
                 "step": step,
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "rng": self.get_rng(),
-                "config": self.cfg.model_dump(mode="json"),
             }
-            pointer = self.ckpt.save(step, model.state_dict(), state, config=self.cfg.model_dump(mode="json"))
+            self.ckpt.save(step, model.state_dict(), state, config=self.cfg.model_dump(mode="json"))
         world.barrier()
-        return pointer
 
     @staticmethod
     def seed_everything(seed: int) -> None:
@@ -236,6 +232,19 @@ class Trainer:
         if device.type == "cuda" and precision in ("auto", "bf16"):
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return nullcontext()
+
+
+def log_step(step: int, steps: int, losses: dict[str, float], elapsed: float, wait: float) -> None:
+    terms = " ".join(f"{k}={v:.3f}" for k, v in sorted(losses.items()) if k != "total")
+    log.info(
+        "step %d/%d loss %.4f (%s) %.2fs/step, data wait %.3fs",
+        step,
+        steps,
+        losses.get("total", float("nan")),
+        terms,
+        elapsed,
+        wait,
+    )
 
 
 def main_terms(losses: dict[str, float]) -> dict[str, float]:
