@@ -62,6 +62,11 @@ class TrainConfig(BaseModel):
     )
     data_workers: int = Field(default=1, ge=0)
     log_every: int = Field(default=10, ge=1)
+    dist_timeout_s: int = Field(
+        default=600,
+        ge=10,
+        description="process-group timeout: a rank that cannot connect or sync fails instead of hanging",
+    )
     seed: int = 0
     precision: Literal["auto", "fp32", "bf16"] = "auto"
 

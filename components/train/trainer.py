@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,7 @@ class Distributed:
     device: torch.device
 
     @classmethod
-    def init(cls) -> Distributed:
+    def init(cls, timeout_s: int = 600) -> Distributed:
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         rank = int(os.environ.get("RANK", "0"))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -50,7 +51,14 @@ class Distributed:
         else:
             device = torch.device("cpu")
         if world_size > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            timeout = timedelta(seconds=timeout_s)
+            dist.init_process_group(
+                "nccl" if device.type == "cuda" else "gloo",
+                store=_round_store(rank, world_size, timeout),
+                rank=rank,
+                world_size=world_size,
+                timeout=timeout,
+            )
         return cls(rank, world_size, local_rank, device)
 
     def barrier(self) -> None:
@@ -66,6 +74,24 @@ class Distributed:
         return dict(zip(values, (t / self.world_size).tolist(), strict=True))
 
 
+def _round_store(rank: int, world_size: int, timeout: timedelta) -> dist.Store:
+    """The rendezvous store, namespaced by torchrun's restart round.
+
+    Without the namespace, ranks restarted after a failure could read the previous round's
+    addresses of their peers (dead processes) and wait in gloo's full-mesh connect until it
+    times out; seen here after a SIGKILLed rank.
+    """
+    agent_hosts = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
+    base = dist.TCPStore(
+        os.environ.get("MASTER_ADDR", "127.0.0.1"),
+        int(os.environ.get("MASTER_PORT", "29500")),
+        world_size,
+        is_master=rank == 0 and not agent_hosts,
+        timeout=timeout,
+    )
+    return dist.PrefixStore(f"sam3/round-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", base)
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, store: ObjectStore) -> None:
         self.cfg = cfg
@@ -79,7 +105,7 @@ class Trainer:
         from components.model.loss import build_criterion
 
         cfg = self.cfg
-        world = Distributed.init()
+        world = Distributed.init(cfg.dist_timeout_s)
         self.seed_everything(cfg.seed + world.rank)
         model = build_model(cfg.size).to(world.device)
         resolution = ModelConfig.preset(cfg.size).resolution

@@ -94,10 +94,11 @@ def test_killed_rank_is_restarted_and_resumes_from_the_last_checkpoint(
         checkpoint_every=3,
         log_every=1,
         data_workers=0,
+        dist_timeout_s=45,
     )
     ckpt = CheckpointStore(store, cfg.prefix)
     log = tmp_path / "train.log"
-    proc = torchrun(cfg, s3_env, log, restarts=2)
+    proc = torchrun(cfg, s3_env, log, restarts=3)
     try:
         deadline = time.monotonic() + 400
         while (ckpt.latest() is None or ckpt.latest().step < 3) and time.monotonic() < deadline:  # type: ignore[union-attr]
