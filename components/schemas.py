@@ -181,6 +181,14 @@ class ShardInfo(_Model):
     stats: SourceStats
 
 
+def stats_by_source(shards: list[ShardInfo]) -> dict[str, SourceStats]:
+    """The manifest's per-source totals: the shards' stats summed by source, in source order."""
+    sources: dict[str, SourceStats] = {}
+    for shard in shards:
+        sources[shard.source] = sources.get(shard.source, SourceStats()).add(shard.stats)
+    return dict(sorted(sources.items()))
+
+
 class Reject(_Model):
     source: str
     file: str

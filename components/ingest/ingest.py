@@ -35,6 +35,7 @@ from components.schemas import (
     dataset_prefix,
     manifest_key,
     shard_key,
+    stats_by_source,
 )
 from components.storage import ObjectStore
 from components.telemetry import IngestMetrics
@@ -281,9 +282,6 @@ class Ingest:
         rejects = sorted(
             (r for s in summaries for r in s.rejects), key=lambda r: (r.source, r.file, r.record)
         )
-        sources: dict[str, SourceStats] = {}
-        for sh in shards:
-            sources[sh.source] = sources.get(sh.source, SourceStats()).add(sh.stats)
         if not shards:
             raise DataError(f"no valid records remained ({len(rejects)} rejected); first: {_first(rejects)}")
         if strict and rejects:
@@ -302,7 +300,7 @@ class Ingest:
             producer=PRODUCER,
             inputs=[i for _, i in self.inputs],
             options=dict(self.options.identity()),
-            sources=dict(sorted(sources.items())),
+            sources=stats_by_source(shards),
             shards=shards,
             rejects=info,
         )

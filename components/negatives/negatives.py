@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from components.schemas import (
     ShardInfo,
     SourceStats,
     manifest_key,
+    stats_by_source,
 )
 from components.storage import ObjectStore, sha256_bytes
 from components.telemetry import IngestMetrics
@@ -55,7 +57,7 @@ def add_negatives(record: MediaRecord, miner: NegativeMiner, k: int) -> MediaRec
         )
         for phrase in chosen
     ]
-    return MediaRecord(**{**record.__dict__, "queries": record.queries + added})
+    return replace(record, queries=record.queries + added)
 
 
 def mine_negatives(
@@ -114,9 +116,6 @@ def mine_negatives(
             )
         )
         metrics.count_records(shard.source, stats.media, stats.queries)
-    sources: dict[str, SourceStats] = {}
-    for sh in shards:
-        sources[sh.source] = sources.get(sh.source, SourceStats()).add(sh.stats)
     manifest = DatasetManifest(
         name=name,
         version=digest,
@@ -125,7 +124,7 @@ def mine_negatives(
         parents=[parent.uri],
         inputs=parent.manifest.inputs,
         options={**opts, "negatives_per_image": per_image, "ontology_sha256": sha256_bytes(ontology_bytes)},
-        sources=dict(sorted(sources.items())),
+        sources=stats_by_source(shards),
         shards=shards,
         rejects=parent.manifest.rejects,
     )
