@@ -27,6 +27,10 @@ class StorageError(Sam3Error):
     """The object store failed or refused, after bounded retries."""
 
 
+class ConditionFailed(StorageError):
+    """A conditional write was refused (HTTP 412): the object changed, or exists, since it was read."""
+
+
 class LaunchError(Sam3Error):
     """A training job could not be launched or failed."""
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from components.errors import ConfigError, StorageError
+from components.errors import ConditionFailed, ConfigError, StorageError
 
 if TYPE_CHECKING:
     import minio
@@ -40,6 +40,7 @@ _TRANSIENT_S3_CODES = frozenset(
     {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed"}
 )
 _MISSING_CODES = frozenset({"NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound"})
+_CONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 _KEY_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
@@ -90,15 +91,19 @@ class S3Settings(BaseModel):
             )
         return settings
 
+    def env(self) -> dict[str, str]:
+        """The ``SAM3_S3_*`` variables of these settings, secrets included (for child processes)."""
+        return {
+            f"{ENV_PREFIX}ENDPOINT": self.endpoint,
+            f"{ENV_PREFIX}ACCESS_KEY": self.access_key.get_secret_value(),
+            f"{ENV_PREFIX}SECRET_KEY": self.secret_key.get_secret_value(),
+            f"{ENV_PREFIX}BUCKET": self.bucket,
+            f"{ENV_PREFIX}SECURE": "true" if self.secure else "false",
+        }
+
     def env_lines(self) -> list[str]:
         """``export`` lines that recreate these settings in a shell (prints the secret: for `store up`)."""
-        return [
-            f"export {ENV_PREFIX}ENDPOINT={self.endpoint}",
-            f"export {ENV_PREFIX}ACCESS_KEY={self.access_key.get_secret_value()}",
-            f"export {ENV_PREFIX}SECRET_KEY={self.secret_key.get_secret_value()}",
-            f"export {ENV_PREFIX}BUCKET={self.bucket}",
-            f"export {ENV_PREFIX}SECURE={'true' if self.secure else 'false'}",
-        ]
+        return [f"export {name}={value}" for name, value in self.env().items()]
 
 
 def validate_key(key: str) -> str:
@@ -270,6 +275,68 @@ class ObjectStore:
             return json.loads(raw)
         except json.JSONDecodeError as exc:
             raise StorageError(f"{self.uri(key)} is not valid JSON: {exc}") from exc
+
+    def get_json_etag(self, key: str) -> tuple[Any, str] | None:
+        """The JSON object at ``key`` and its ETag (unquoted), or None when absent."""
+        from minio.error import S3Error
+
+        validate_key(key)
+
+        def get() -> tuple[bytes, str] | None:
+            try:
+                resp = self.client.get_object(self.bucket, key)
+            except S3Error as exc:
+                if exc.code in _MISSING_CODES:
+                    return None
+                raise
+            try:
+                return resp.read(), str(resp.headers.get("ETag", "")).strip('"')
+            finally:
+                resp.close()
+                resp.release_conn()
+
+        got = self._call(f"get {self.uri(key)}", get)
+        if got is None:
+            return None
+        raw, etag = got
+        try:
+            return json.loads(raw), etag
+        except json.JSONDecodeError as exc:
+            raise StorageError(f"{self.uri(key)} is not valid JSON: {exc}") from exc
+
+    def put_json_if(self, key: str, obj: Any, *, etag: str | None) -> str:
+        """Write JSON only if ``key`` is absent (``etag=None``) or still has ``etag``; return the new ETag.
+
+        A refused condition (HTTP 412) raises :class:`ConditionFailed` and is not retried. A transient
+        failure is retried; should the lost attempt have landed, the retry sees 412 too (safe side).
+        """
+        from minio.error import S3Error
+
+        validate_key(key)
+        if isinstance(obj, BaseModel):
+            data = obj.model_dump_json(indent=2).encode()
+        else:
+            data = json.dumps(obj, indent=2, sort_keys=True).encode()
+        headers: dict[str, str | list[str] | tuple[str]] = {
+            "Content-Type": "application/json",
+            "x-amz-meta-sha256": sha256_bytes(data),
+            **({"If-None-Match": "*"} if etag is None else {"If-Match": f'"{etag}"'}),
+        }
+        condition = "absent" if etag is None else f"etag {etag}"
+
+        def put() -> str:
+            try:
+                # minio-py's public put_object turns unknown headers into X-Amz-Meta-*, which would
+                # drop the condition; _put_object sends them verbatim (SeaweedFS and S3 honour both).
+                return str(self.client._put_object(self.bucket, key, data, headers=headers).etag)
+            except S3Error as exc:
+                if exc.code in _CONDITION_CODES:
+                    raise ConditionFailed(
+                        f"put {self.uri(key)}: refused, the object is no longer {condition}"
+                    ) from exc
+                raise
+
+        return self._call(f"put {self.uri(key)} if {condition}", put)
 
     def exists(self, key: str) -> bool:
         from minio.error import S3Error

@@ -107,14 +107,22 @@ class CheckpointStore:
         return Restored(step=pointer.step, weights=weights, state=state)
 
 
+def step_folder(uri: str, store: ObjectStore) -> str:
+    """The step-folder key a checkpoint URI names: ``.../step-N``, its weights file, or ``.../checkpoints``
+    (``latest.json`` resolved)."""
+    key = store.key_of(uri).rstrip("/").removesuffix("/latest.json")
+    if key.endswith("/checkpoints"):
+        if not store.exists(f"{key}/latest.json"):
+            raise DataError(f"{uri}: no committed checkpoint (latest.json is absent)")
+        key = LatestPointer.model_validate(store.get_json(f"{key}/latest.json")).key
+    return key.removesuffix(f"/{WEIGHTS}")
+
+
 def checkpoint_config(uri: str, store: ObjectStore) -> dict[str, Any] | None:
     """The TrainConfig saved beside a checkpoint's weights (None for foreign checkpoints)."""
     if not uri.startswith("s3://"):
         return None
-    key = store.key_of(uri).rstrip("/")
-    if key.endswith("/checkpoints"):
-        key = LatestPointer.model_validate(store.get_json(f"{key}/latest.json")).key
-    key = key.removesuffix(f"/{WEIGHTS}")
+    key = step_folder(uri, store)
     if not store.exists(f"{key}/{CONFIG}"):
         return None
     return dict(store.get_json(f"{key}/{CONFIG}"))
@@ -129,13 +137,8 @@ def read_weights(uri_or_path: str, store: ObjectStore | None) -> dict[str, torch
         if store is None:
             raise DataError(f"{uri_or_path}: reading s3:// needs the object store settings (SAM3_S3_*)")
         key = store.key_of(uri_or_path)
-        if key.endswith("/checkpoints") or key.endswith("/checkpoints/latest.json"):
-            pointer = LatestPointer.model_validate(
-                store.get_json(key.removesuffix("/latest.json") + "/latest.json")
-            )
-            key = f"{pointer.key}/{WEIGHTS}"
-        elif not key.endswith((".safetensors", ".pt", ".pth")):
-            key = f"{key.rstrip('/')}/{WEIGHTS}"
+        if not key.endswith((".safetensors", ".pt", ".pth")) or key.endswith(f"/{WEIGHTS}"):
+            key = f"{step_folder(uri_or_path, store)}/{WEIGHTS}"
         if not store.exists(key):
             raise DataError(f"{store.uri(key)}: no such checkpoint")
         data = store.get_bytes(key)
