@@ -15,7 +15,7 @@ import sys
 import typer
 
 from components.errors import Sam3Error
-from pipeline.commands import data, evaluate, predict, run, store, train
+from pipeline.commands import data, evaluate, models, pipeline, predict, run, store, train
 
 app = typer.Typer(
     name="sam3-pipeline",
@@ -26,10 +26,13 @@ app = typer.Typer(
 )
 app.add_typer(store.app, name="store")
 app.add_typer(data.app, name="data")
+app.add_typer(models.app, name="models")
 app.command("evaluate")(evaluate.evaluate)
 app.command("run")(run.run)
 app.command("train")(train.train)
 app.command("predict")(predict.predict)
+app.command("compile")(pipeline.compile_cmd)
+app.command("submit")(pipeline.submit_cmd)
 
 
 def _configure_logging() -> None:
@@ -45,7 +48,9 @@ def main() -> None:
     """Console-script entry point: one clear line and an exit code on known errors."""
     _configure_logging()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a command's typer.Exit(code) comes back as its return value
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except Sam3Error as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

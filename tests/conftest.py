@@ -39,10 +39,8 @@ def store(s3_settings: S3Settings) -> ObjectStore:
 @pytest.fixture
 def s3_env(s3_settings: S3Settings, store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The SAM3_S3_* variables for subprocesses (CLI tests), also set in this process."""
-    env = {}
-    for line in s3_settings.env_lines():
-        k, _, v = line.removeprefix("export ").partition("=")
-        env[k] = v
+    env = s3_settings.env()
+    for k, v in env.items():
         monkeypatch.setenv(k, v)
     return {**os.environ, **env}
 

@@ -9,7 +9,7 @@ both predictions and ground truth (undefined; the reference reports -1 too).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -84,3 +84,12 @@ class EvaluationResult(BaseModel):
     def to_json_dict(self) -> dict[str, object]:
         """The document as written to METRICS.json (``@`` keys included)."""
         return self.model_dump(mode="json", by_alias=True)
+
+
+HEADLINE = ("cgF1", "IL_MCC", "pmF1", "cgF1@0.5", "cgF1@0.75")
+"""The metrics that gates, model cards and summaries carry (the keys of METRICS.json)."""
+
+
+def headline(doc: dict[str, Any]) -> dict[str, float]:
+    """The headline metrics of a METRICS.json document."""
+    return {k: float(doc[k]) for k in HEADLINE}

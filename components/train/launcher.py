@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from components.errors import ConfigError, LaunchError
 from components.train.config import TrainConfig
+from components.train.placement import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -82,73 +83,45 @@ def stage_app(cfg: TrainConfig, topo: Topology) -> Any:
     return app
 
 
-def scheduler_cfg(
-    scheduler: Scheduler,
-    *,
-    queue: str = "sam3",
-    namespace: str = "sam3",
-    log_dir: Path | None = None,
-    validate_spec: bool = True,
-) -> dict[str, Any]:
+def scheduler_cfg(scheduler: Scheduler, cluster: Cluster, *, validate_spec: bool = True) -> dict[str, Any]:
     if scheduler == "local_cwd":
-        return {"log_dir": str(log_dir)} if log_dir else {}
+        return {}
     return {
-        "queue": queue,
-        "namespace": namespace,
+        "queue": cluster.queue,
+        "namespace": cluster.namespace,
         "validate_spec": validate_spec,
-        "service_account": "sam3-trainer",
-        "priority_class": "sam3-training",
+        "service_account": cluster.service_account,
+        "priority_class": cluster.priority_class,
     }
 
 
-def dryrun(cfg: TrainConfig, topo: Topology, scheduler: Scheduler, **sched: Any) -> str:
-    """The request the scheduler would get, as text (for kubernetes: the Volcano Job YAML)."""
-    from torchx.runner import get_runner
-
-    app = stage_app(cfg, topo)
-    with get_runner() as runner:
-        info = runner.dryrun(app, scheduler, cfg=scheduler_cfg(scheduler, validate_spec=False, **sched))
-    return str(info)
+def local_path() -> None:
+    """TorchX local_cwd runs ``torchrun`` from PATH: make it this interpreter's."""
+    venv_bin = str(Path(sys.executable).parent)
+    if venv_bin not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
 
 
-def run(
-    cfg: TrainConfig,
-    topo: Topology,
-    scheduler: Scheduler,
+def watch(
+    runner: Any,
+    handle: str,
+    role: str,
     *,
     log_lines: Callable[[str], None] | None = None,
     poll_s: float = 2.0,
-    **sched: Any,
-) -> str:
-    """Submit, stream the logs, wait; return the app handle. A failed job raises LaunchError."""
-    from torchx.runner import get_runner
-    from torchx.specs import AppState
-
-    if scheduler == "local_cwd":
-        venv_bin = str(Path(sys.executable).parent)
-        if venv_bin not in os.environ.get("PATH", "").split(os.pathsep):
-            os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
-    app = stage_app(cfg, topo)
-    with get_runner() as runner:
-        handle = runner.run(app, scheduler, cfg=scheduler_cfg(scheduler, **sched))
-        log.info("submitted %s", handle)
-        printed = 0
-        while True:
-            status = runner.status(handle)
-            if log_lines is not None:
-                printed = _forward_logs(runner, handle, app.roles[0].name, topo, printed, log_lines)
-            if status is None or status.is_terminal():
-                break
-            time.sleep(poll_s)
-        if status is None or status.state != AppState.SUCCEEDED:
-            state = status.state.name if status else "UNKNOWN"
-            raise LaunchError(f"training job {handle} ended {state}: {_error_of(status)}")
-    return str(handle)
+) -> Any:
+    """Follow a submitted job to its end, forwarding its log lines; return its final status."""
+    printed = 0
+    while True:
+        status = runner.status(handle)
+        if log_lines is not None:
+            printed = _forward_logs(runner, handle, role, printed, log_lines)
+        if status is None or status.is_terminal():
+            return status
+        time.sleep(poll_s)
 
 
-def _forward_logs(
-    runner: Any, handle: str, role: str, topo: Topology, printed: int, sink: Callable[[str], None]
-) -> int:
+def _forward_logs(runner: Any, handle: str, role: str, printed: int, sink: Callable[[str], None]) -> int:
     """Forward new log lines of replica 0 (the combined torchrun output) since the last call."""
     try:
         lines = list(runner.log_lines(handle, role, 0))
@@ -159,7 +132,7 @@ def _forward_logs(
     return len(lines)
 
 
-def _error_of(status: Any) -> str:
+def error_of(status: Any) -> str:
     if status is None:
         return "no status"
     for role in status.roles or []:

@@ -20,41 +20,20 @@ def predict(
     ),
 ) -> None:
     """Predictions for every (image, noun phrase) pair of a dataset; prints the output path last."""
-    import torch
-
-    from components.dataset import Dataset
     from components.embedded_store import default_store
-    from components.errors import ConfigError
-    from components.model.builder import build_model
-    from components.model.checkpoint import load_weights, normalize_state_dict
-    from components.model.config import ModelConfig
-    from components.model.predict import predict_records
-    from components.train.checkpoint import checkpoint_config, read_weights
+    from components.evaluate.stage import image_records, load_checkpoint_model, predict_dataset
     from pipeline.commands.progress import progress_bars
 
     store = default_store()
-    saved = checkpoint_config(checkpoint, store) or {}
-    size = size or saved.get("size")
-    if size is None:
-        raise ConfigError(f"{checkpoint} carries no training config: pass --size")
-    model = build_model(size)
-    load_weights(model, normalize_state_dict(read_weights(checkpoint, store)), checkpoint)
-    if torch.cuda.is_available():
-        model = model.cuda()
-    resolution = ModelConfig.preset(size).resolution
-    ds = Dataset.open(dataset, store)
-    results: list[dict[str, object]] = []
+    model, resolution = load_checkpoint_model(checkpoint, store, size)
     with progress_bars() as progress:
-        done = 0
-        for record in ds.records():
-            done += 1
-            if record.kind != "image":
-                continue
-            record.queries = [q for q in record.queries if q.origin_id.isdigit()]  # mined negatives have none
-            results.extend(
-                predict_records(model, [record], resolution=resolution, score_threshold=score_threshold)
-            )
-            progress("predict", done, ds.manifest.media)
+        results = predict_dataset(
+            model,
+            resolution,
+            list(image_records(dataset, store)),
+            score_threshold=score_threshold,
+            progress=progress,
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
     tmp.write_text(json.dumps(results))

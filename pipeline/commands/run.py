@@ -1,67 +1,83 @@
-"""`sam3-pipeline run`: the pipeline end to end on the embedded default.
+"""`sam3-pipeline run`: the whole pipeline on this machine (kfp local runner, TorchX local_cwd).
 
-Today this runs the data plane (synthetic data -> ingest -> hard negatives)
-on the embedded object store; the training, gating and promotion stages join
-as they land, behind the same command.
+Uses the object store named by ``SAM3_S3_*``, or starts the embedded one.
+Prints a summary table on stderr and, last on stdout, the promoted version's
+URI (exit 0), or the outcome record's URI when a gate stopped the run (exit 3)
+or a step failed (exit 1).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from pipeline.commands.progress import progress_bars, stderr
+from pipeline.commands.progress import stderr
+
+DEFAULT_CONFIG = Path(__file__).parents[1] / "configs" / "local.yaml"  # pipeline.config.DEFAULT_CONFIG
+
+if TYPE_CHECKING:
+    from components.report.outcome import Outcome
 
 
 def run(
-    images: int = typer.Option(400, "--images", min=1, help="Synthetic training images."),
-    videos: int = typer.Option(16, "--videos", min=0, help="Synthetic training videos."),
-    negatives: int = typer.Option(30, "--negatives", min=0, help="Hard negatives per image."),
-    seed: int = typer.Option(0, "--seed"),
+    config: Path = typer.Option(DEFAULT_CONFIG, "--config", help="Pipeline config (YAML)."),
 ) -> None:
-    """Run the whole pipeline on the embedded default; prints the training dataset URI last."""
-    from rich.table import Table
-
-    from components.dataset import Dataset
+    """Ingest, hard negatives, detector and presence stages, gates, promotion: end to end, locally."""
     from components.embedded_store import EmbeddedStore, sam3_home
-    from components.ingest.ingest import Ingest
-    from components.ingest.sources import SourceSpec
-    from components.negatives.negatives import mine_negatives
+    from components.errors import ConfigError
     from components.storage import ObjectStore
-    from components.synthetic import generate
+    from pipeline.config import PipelineConfig
+    from pipeline.local import run_local
 
+    cfg = PipelineConfig.load(config)
+    if cfg.scheduler != "local_cwd":
+        raise ConfigError(f"{config}: `run` trains here (scheduler: local_cwd); use `submit` for a cluster")
     if os.environ.get("SAM3_S3_ENDPOINT"):
         store = ObjectStore.from_env()
     else:
         store = ObjectStore(EmbeddedStore().up())
-    stderr.print(f"object store: {store.settings.endpoint}, bucket {store.bucket}")
-    data = sam3_home() / "synth" / f"seed{seed}-i{images}-v{videos}"
-    with progress_bars() as progress:
-        if not (data / "summary.json").exists():
-            generate(data, images=images, videos=videos, seed=seed, progress=progress)
-        train = Ingest(
-            "shapes",
-            [SourceSpec.parse(f"hq={data / 'train'}"), SourceSpec.parse(f"video={data / 'video_train'}")],
-            store,
-            progress=progress,
-        ).run()
-        gold = Ingest(
-            "shapes-gold",
-            [SourceSpec.parse(f"hq={data / 'gold'}"), SourceSpec.parse(f"video={data / 'video_gold'}")],
-            store,
-            progress=progress,
-        ).run()
-        mined_uri, _, _ = mine_negatives(train.uri, negatives, Path(data / "ontology.json"), store, progress)
+    store.ensure_bucket()
+    run_id = cfg.effective_run_id()
+    stderr.print(f"run {run_id}: object store {store.settings.endpoint}, bucket {store.bucket}")
+    outcome = run_local(cfg, store, sam3_home() / "kfp")
+    print_summary(outcome)
+    if outcome.promotion is not None:
+        typer.echo(outcome.promotion.uri)
+    else:
+        typer.echo(store.uri(f"runs/{run_id}/executions/{outcome.execution}/outcome.json"))
+    raise typer.Exit(outcome.exit_code)
 
-    table = Table(title="sam3-pipeline run")
-    for col in ("step", "dataset", "media", "queries", "hard negatives", "rejects"):
-        table.add_column(col, overflow="fold")
-    for step, uri in (("ingest train", train.uri), ("ingest gold", gold.uri), ("negatives", mined_uri)):
-        m = Dataset.open(uri, store).manifest
-        hard = sum(s.hard_negatives for s in m.sources.values())
-        table.add_row(step, uri, str(m.media), str(m.queries), str(hard), str(m.rejects.count))
+
+def print_summary(outcome: Outcome) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"sam3-pipeline run {outcome.run_id}")
+    for column in ("stage", "steps", "time s", "cgF1", "IL_MCC", "pmF1", "gate"):
+        table.add_column(column, justify="left" if column in ("stage", "gate") else "right")
+    for s in outcome.stages:
+        m = s.metrics
+        table.add_row(
+            s.stage,
+            "-" if s.steps is None else str(s.steps),
+            "-" if s.seconds is None else f"{s.seconds:.0f}",
+            f"{m['cgF1']:.2f}" if m else "-",
+            f"{m['IL_MCC']:.3f}" if m else "-",
+            f"{m['pmF1']:.2f}" if m else "-",
+            s.gate,
+        )
     stderr.print(table)
-    stderr.print("training, gates and promotion: not part of this build yet")
-    typer.echo(mined_uri)
+    for s in outcome.stages:
+        if s.reasons:
+            stderr.print(f"{s.stage} gate {s.gate}: " + "; ".join(s.reasons))
+    if outcome.promotion is not None:
+        p = outcome.promotion
+        was = f" (was version {p.previous})" if p.previous is not None else ""
+        new = "" if p.created else " (these weights were already registered)"
+        stderr.print(f"[bold green]promoted[/] {p.model} version {p.version} -> {p.alias}{was}{new}")
+    elif outcome.verdict == "stopped":
+        stderr.print(f"[bold yellow]stopped[/] by the {outcome.stopped_by} gate: nothing promoted")
+    else:
+        stderr.print(f"[bold red]failed[/] ({outcome.state}): {outcome.error}")

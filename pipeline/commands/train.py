@@ -33,7 +33,9 @@ def train(
 
     from components.errors import ConfigError
     from components.train.config import TrainConfig
-    from components.train.launcher import Topology, dryrun, run
+    from components.train.job import dryrun, run_stage
+    from components.train.launcher import Scheduler
+    from components.train.placement import Cluster, Resources
     from pipeline.commands.progress import stderr
 
     if scheduler not in ("local_cwd", "kubernetes"):
@@ -57,23 +59,20 @@ def train(
     except ValidationError as exc:
         err = exc.errors()[0]
         raise ConfigError(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}") from None
-    topo = Topology(nnodes=nnodes, nproc=nproc, gpus_per_node=gpus, image=image)
+    resources = Resources(nnodes=nnodes, nproc=nproc, gpus=gpus)
+    cluster = Cluster(queue=queue, namespace=namespace, trainer_image=image)
+    sched: Scheduler = "kubernetes" if scheduler == "kubernetes" else "local_cwd"
     if dry_run:
-        typer.echo(dryrun(cfg, topo, scheduler, queue=queue, namespace=namespace))  # type: ignore[arg-type]
+        typer.echo(dryrun(cfg, resources, sched, cluster=cluster))
         return
     from components.embedded_store import default_store
-    from components.train.checkpoint import CheckpointStore
 
-    store = default_store()
-    handle = run(
+    result = run_stage(
         cfg,
-        topo,
-        scheduler,  # type: ignore[arg-type]  # checked above
+        resources,
+        sched,
+        default_store(),
+        cluster=cluster,
         log_lines=lambda line: stderr.print(line, markup=False, highlight=False, soft_wrap=True),
-        queue=queue,
-        namespace=namespace,
     )
-    pointer = CheckpointStore(store, cfg.prefix).latest()
-    if pointer is None:
-        raise ConfigError(f"{handle} finished but left no checkpoint under {store.uri(cfg.prefix)}")
-    typer.echo(store.uri(pointer.key))
+    typer.echo(result.checkpoint)

@@ -7,7 +7,9 @@ import yaml
 
 from components.errors import ConfigError
 from components.train.config import TrainConfig
-from components.train.launcher import Topology, dryrun, stage_app
+from components.train.job import dryrun
+from components.train.launcher import Topology, stage_app
+from components.train.placement import Cluster, Resources, Toleration
 
 CFG = TrainConfig(stage="detector", dataset="s3://sam3/datasets/shapes/abc", run_id="run-1", steps=5)
 
@@ -29,23 +31,40 @@ def test_secrets_are_refused_in_the_job_spec() -> None:
 
 
 def test_kubernetes_dryrun_is_a_gang_scheduled_volcano_job() -> None:
-    text = dryrun(
-        CFG,
-        Topology(nnodes=2, nproc=8, gpus_per_node=8, image="trainer:0.1.0"),
-        "kubernetes",
-        queue="gpu-queue",
-        namespace="ml",
+    resources = Resources(
+        nnodes=2,
+        nproc=8,
+        gpus=8,
+        accelerator="NVIDIA-H200",
+        shm_gb=64,
+        node_selector={"pool": "gpu"},
+        tolerations=[Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
     )
+    cluster = Cluster(queue="gpu-queue", namespace="ml", trainer_image="trainer:0.1.0", s3_secret="creds")
+    text = dryrun(CFG, resources, "kubernetes", cluster=cluster)
     job = yaml.safe_load(text)
     assert job["kind"] == "Job" and job["apiVersion"] == "batch.volcano.sh/v1alpha1"
     assert job["spec"]["queue"] == "gpu-queue" and job["spec"]["schedulerName"] == "volcano"
     tasks = job["spec"]["tasks"]  # one task per node; Volcano gangs them: minAvailable sums to every node
     assert len(tasks) == 2 and sum(t["minAvailable"] for t in tasks) == sum(t["replicas"] for t in tasks) == 2
-    container = tasks[0]["template"]["spec"]["containers"][0]
+    pod = tasks[0]["template"]
+    assert pod["metadata"]["labels"]["sam3.dev/stage"] == "detector"
+    assert pod["metadata"]["labels"]["sam3.dev/run-id"] == "run-1"
+    spec = pod["spec"]
+    assert spec["nodeSelector"] == {"pool": "gpu", "nvidia.com/gpu.product": "NVIDIA-H200"}
+    assert (
+        spec["tolerations"][0]["key"] == "nvidia.com/gpu" and spec["tolerations"][0]["operator"] == "Exists"
+    )
+    assert [v["emptyDir"]["sizeLimit"] for v in spec["volumes"] if v["name"] == "dshm"] == ["64Gi"]
+    container = spec["containers"][0]
     assert container["image"] == "trainer:0.1.0"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "8"
     assert "--nnodes 2 --nproc_per_node 8" in " ".join(container["command"])
-    assert "SECRET" not in text
+    env = {e["name"]: e for e in container["env"]}
+    for name, key in (("SAM3_S3_ACCESS_KEY", "access-key"), ("SAM3_S3_SECRET_KEY", "secret-key")):
+        assert "value" not in env[name]  # by reference only
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "creds", "key": key}
+    assert env["SAM3_S3_ENDPOINT"]["value"] == cluster.s3_endpoint
 
 
 def test_bad_topology_is_refused() -> None:

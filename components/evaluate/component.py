@@ -1,0 +1,47 @@
+"""KFP component: evaluate a stage's checkpoint on the gold set; metrics and an HTML report for the UI."""
+
+from kfp import dsl
+
+from components.images import TRAINER_IMAGE
+
+
+@dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
+def evaluate_stage(
+    stage: str,
+    run_id: str,
+    checkpoint: str,
+    gold: str,
+    data: str,
+    max_images: int,
+    examples: int,
+    metrics: dsl.Output[dsl.Metrics],
+    report: dsl.Output[dsl.HTML],
+) -> str:
+    """cgF1, IL_MCC, pmF1 (...) of the checkpoint's predictions; returns the metrics.json URI."""
+    import logging
+    import tempfile
+    from pathlib import Path
+
+    from components.evaluate.stage import evaluate_checkpoint
+    from components.ingest.config import DataConfig
+    from components.ingest.datasets import gold_annotations
+    from components.progress import log_progress, step_logging
+    from components.storage import ObjectStore
+
+    step_logging()
+    store = ObjectStore.from_env()
+    with tempfile.TemporaryDirectory(prefix="sam3-gold-") as tmp:
+        evaluation = evaluate_checkpoint(
+            checkpoint,
+            gold,
+            gold_annotations(DataConfig.model_validate_json(data), store, Path(tmp)),
+            store,
+            f"runs/{run_id}/{stage}/eval",
+            max_images=max_images or None,
+            examples=examples,
+            progress=log_progress(logging.getLogger(f"evaluate[{stage}]")),
+        )
+    for name, value in evaluation.headline().items():
+        metrics.log_metric(f"{stage}/{name}", value)
+    Path(report.path).write_text(evaluation.report_html)
+    return evaluation.metrics_uri

@@ -1,0 +1,111 @@
+"""The gate policy: does a stage's evaluation allow the pipeline to go on?
+
+Pure functions over numbers, so both outcomes of every rule are easy to test;
+the component around it reads the metrics and the production model card and
+records the decision.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from components.evaluate.result import headline
+from components.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+class Gate(BaseModel):
+    """Thresholds a stage must meet (cgF1 and pmF1 on 0-100, IL_MCC on -1..1, as the evaluator reports)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cgF1: float = Field(default=0.0, ge=0, le=100)
+    IL_MCC: float = Field(default=-1.0, ge=-1, le=1)
+    pmF1: float = Field(default=0.0, ge=0, le=100)
+    max_regression: float | None = Field(
+        default=None,
+        ge=0,
+        description="cgF1 points this stage may lose against the same stage of the production model",
+    )
+
+
+class GateDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stage: str
+    passed: bool
+    reasons: list[str]
+    metrics: dict[str, float]
+    production_version: int | None = None
+
+
+THRESHOLDED = ("cgF1", "IL_MCC", "pmF1")
+
+
+def decide(
+    stage: str,
+    gate: Gate,
+    metrics: dict[str, float],
+    production: dict[str, float] | None = None,
+    production_version: int | None = None,
+) -> GateDecision:
+    """Check every rule (not just the first failing one) and say why, in both outcomes."""
+    reasons: list[str] = []
+    passed = True
+    for name in THRESHOLDED:
+        value, floor = metrics.get(name), getattr(gate, name)
+        if value is None:
+            passed = False
+            reasons.append(f"{name} missing from the evaluation")
+        elif value < floor:
+            passed = False
+            reasons.append(f"{name} {value:.4g} < {floor:.4g}")
+        else:
+            reasons.append(f"{name} {value:.4g} >= {floor:.4g}")
+    if gate.max_regression is not None:
+        if production is None or "cgF1" not in production:
+            reasons.append("no production model to compare with")
+        else:
+            floor = production["cgF1"] - gate.max_regression
+            value = metrics.get("cgF1", float("-inf"))
+            ok = value >= floor
+            passed &= ok
+            reasons.append(
+                f"cgF1 {value:.4g} {'>=' if ok else '<'} production v{production_version} "
+                f"{production['cgF1']:.4g} - {gate.max_regression:.4g}"
+            )
+    return GateDecision(
+        stage=stage,
+        passed=passed,
+        reasons=reasons,
+        metrics={k: float(v) for k, v in metrics.items()},
+        production_version=production_version,
+    )
+
+
+def gate_stage(
+    store: ObjectStore,
+    *,
+    stage: str,
+    gate: Gate,
+    metrics_uri: str,
+    model: str,
+    record_key: str,
+) -> GateDecision:
+    """Decide on a stage's evaluation against its thresholds and the production model; record it."""
+    from components.promote.registry import Registry
+
+    metrics = headline(store.get_json(store.key_of(metrics_uri))["result"])
+    registry = Registry(store, model)
+    production = registry.alias("production")
+    baseline, version = None, None
+    if production is not None:
+        card = registry.card(production.version)
+        baseline, version = card.metrics.get(stage), production.version
+    decision = decide(stage, gate, metrics, baseline, version)
+    store.put_json(record_key, decision)
+    log.info("%s gate %s: %s", stage, "passed" if decision.passed else "FAILED", "; ".join(decision.reasons))
+    return decision

@@ -1,0 +1,83 @@
+"""Promote a gated checkpoint: a registry version with its model card, then the alias moved."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from components.evaluate.result import headline
+from components.images import package_version
+from components.promote.registry import Registry
+from components.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+def executions_prefix(run_id: str) -> str:
+    return f"runs/{run_id}/executions/"
+
+
+def execution_prefix(run_id: str, execution: str) -> str:
+    """Records of one pipeline execution (gate decisions, promotion, outcome) over a run's stages."""
+    return f"{executions_prefix(run_id)}{execution or 'manual'}"
+
+
+class Promotion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    version: int
+    alias: str
+    created: bool  # False: these weights were already a version
+    previous: int | None  # the version the alias pointed at before
+    uri: str
+
+
+def stage_metrics(store: ObjectStore, run_id: str, stages: list[str]) -> dict[str, dict[str, float]]:
+    """Headline metrics of each evaluated stage, from ``runs/<run_id>/<stage>/eval/metrics.json``."""
+    out: dict[str, dict[str, float]] = {}
+    for stage in stages:
+        key = f"runs/{run_id}/{stage}/eval/metrics.json"
+        if store.exists(key):
+            out[stage] = headline(store.get_json(key)["result"])
+    return out
+
+
+def promote(
+    store: ObjectStore,
+    *,
+    model: str,
+    alias: str,
+    checkpoint: str,
+    run_id: str,
+    stages: list[str],
+    datasets: dict[str, str],
+    config: dict[str, Any],
+    execution: str = "",
+) -> Promotion:
+    registry = Registry(store, model)
+    card, created = registry.register(
+        checkpoint,
+        run_id=run_id,
+        stage=stages[-1],
+        metrics=stage_metrics(store, run_id, stages),
+        datasets=datasets,
+        config=config,
+        code_version=package_version(),
+        execution=execution,
+    )
+    before = registry.alias(alias)
+    record = registry.set_alias(alias, card.version, updated_by=f"pipeline run {execution or run_id}")
+    promotion = Promotion(
+        model=model,
+        version=record.version,
+        alias=alias,
+        created=created,
+        previous=before.version if before else None,
+        uri=store.uri(f"{registry.prefix}/versions/{card.version}"),
+    )
+    store.put_json(f"{execution_prefix(run_id, execution)}/promotion.json", promotion)
+    log.info("%s version %d is now %r (was %s)", model, card.version, alias, promotion.previous)
+    return promotion

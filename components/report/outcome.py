@@ -1,0 +1,107 @@
+"""Collect a pipeline execution's outcome from the records its steps left in the store.
+
+Every step writes its own record (``runs/<run_id>/<stage>/result.json`` for
+training, ``.../eval/metrics.json``, and per execution the gate decisions and
+the promotion); the exit handler gathers them into ``outcome.json`` whatever
+happened, so the CLI and the Kubeflow UI tell the same story.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from components.evaluate.result import headline
+from components.gate.policy import GateDecision
+from components.promote.promote import Promotion, execution_prefix
+from components.storage import ObjectStore
+from components.train.job import StageResult
+
+Verdict = Literal["promoted", "stopped", "failed"]
+
+
+class StageSummary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stage: str
+    steps: int | None = None
+    seconds: float | None = None
+    checkpoint: str | None = None
+    metrics: dict[str, float] = {}
+    gate: Literal["passed", "failed", "not run"] = "not run"
+    reasons: list[str] = []
+
+
+class Outcome(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    execution: str
+    verdict: Verdict
+    state: str  # the pipeline's own final state (SUCCEEDED, FAILED, ...)
+    error: str = ""
+    stages: list[StageSummary]
+    stopped_by: str | None = None  # the stage whose gate failed
+    promotion: Promotion | None = None
+    finished_at: float = Field(default_factory=time.time)
+
+    @property
+    def exit_code(self) -> int:
+        return {"promoted": 0, "stopped": 3, "failed": 1}[self.verdict]
+
+
+def gate_key(run_id: str, execution: str, stage: str) -> str:
+    return f"{execution_prefix(run_id, execution)}/{stage}.gate.json"
+
+
+def outcome_key(run_id: str, execution: str) -> str:
+    return f"{execution_prefix(run_id, execution)}/outcome.json"
+
+
+def collect(
+    store: ObjectStore, run_id: str, execution: str, stages: list[str], state: str, error: str = ""
+) -> Outcome:
+    summaries = [_stage(store, run_id, execution, stage) for stage in stages]
+    stopped = next((s.stage for s in summaries if s.gate == "failed"), None)
+    promotion_key = f"{execution_prefix(run_id, execution)}/promotion.json"
+    promotion = (
+        Promotion.model_validate(store.get_json(promotion_key)) if store.exists(promotion_key) else None
+    )
+    verdict: Verdict = "promoted" if promotion else "stopped" if stopped else "failed"
+    if verdict == "failed" and not error:
+        error = "the run ended before promotion without a failed gate; see the failed step's log"
+    return Outcome(
+        run_id=run_id,
+        execution=execution,
+        verdict=verdict,
+        state=state,
+        error=error,
+        stages=summaries,
+        stopped_by=stopped,
+        promotion=promotion,
+    )
+
+
+def _stage(store: ObjectStore, run_id: str, execution: str, stage: str) -> StageSummary:
+    summary = StageSummary(stage=stage)
+    trained = f"runs/{run_id}/{stage}/result.json"
+    if store.exists(trained):
+        result = StageResult.model_validate(store.get_json(trained))
+        summary.steps, summary.seconds, summary.checkpoint = result.steps, result.seconds, result.checkpoint
+    evaluated = f"runs/{run_id}/{stage}/eval/metrics.json"
+    if store.exists(evaluated):
+        summary.metrics = headline(store.get_json(evaluated)["result"])
+    gated = gate_key(run_id, execution, stage)
+    if store.exists(gated):
+        decision = GateDecision.model_validate(store.get_json(gated))
+        summary.gate = "passed" if decision.passed else "failed"
+        summary.reasons = decision.reasons
+    return summary
+
+
+def record(store: ObjectStore, outcome: Outcome) -> str:
+    key = outcome_key(outcome.run_id, outcome.execution)
+    store.put_json(key, outcome)
+    return store.uri(key)

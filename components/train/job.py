@@ -1,0 +1,213 @@
+"""Run one training stage as a TorchX job that survives a retried caller.
+
+The job's handle is recorded in ``runs/<run_id>/<stage>/job.json`` as soon as
+the scheduler accepts it. When the caller (a KFP pod, a CLI) runs again for
+the same stage, it finds the record and, if the job is still alive, resumes
+watching it instead of submitting a second one; if the job is gone or failed,
+it submits a new one, which resumes from the stage's ``latest.json``. A stage
+whose last checkpoint already reached its step count is not run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from components.errors import LaunchError
+from components.storage import ObjectStore
+from components.train.checkpoint import CheckpointStore
+from components.train.config import TrainConfig
+from components.train.launcher import (
+    Scheduler,
+    Topology,
+    error_of,
+    local_path,
+    scheduler_cfg,
+    stage_app,
+    watch,
+)
+from components.train.placement import Cluster, Resources, patch_job
+
+log = logging.getLogger(__name__)
+
+
+class JobRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    handle: str
+    scheduler: str
+    submitted_at: float
+    attempts: int = 1
+    state: str = "SUBMITTED"
+    finished_at: float | None = None
+    error: str | None = None
+
+
+class StageResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stage: str
+    run_id: str
+    checkpoint: str  # s3:// URI of the final step folder
+    steps: int
+    seconds: float  # wall time of the job(s) that trained it (0 when nothing had to run)
+    handle: str | None
+
+
+def topology(cfg: TrainConfig, resources: Resources, *, max_restarts: int, image: str) -> Topology:
+    return Topology(
+        nnodes=resources.nnodes,
+        nproc=resources.nproc,
+        gpus_per_node=resources.gpus,
+        cpu=resources.cpu,
+        mem_mb=resources.memory_gb * 1024,
+        max_restarts=max_restarts,
+        rdzv_port=_free_port() if resources.nnodes == 1 else 29500,
+        image=image,
+    )
+
+
+def run_stage(
+    cfg: TrainConfig,
+    resources: Resources,
+    scheduler: Scheduler,
+    store: ObjectStore,
+    *,
+    cluster: Cluster | None = None,
+    max_restarts: int = 3,
+    log_lines: Callable[[str], None] | None = None,
+    poll_s: float = 2.0,
+) -> StageResult:
+    """Train the stage to ``cfg.steps`` (or find it trained); return its final checkpoint."""
+    ckpt = CheckpointStore(store, cfg.prefix, keep=cfg.keep_checkpoints)
+    record_key = f"{cfg.prefix}/job.json"
+    result_key = f"{cfg.prefix}/result.json"
+    done = ckpt.latest()
+    if done is not None and done.step >= cfg.steps:
+        log.info("%s stage already trained to step %d: %s", cfg.stage, done.step, store.uri(done.key))
+        if store.exists(result_key):
+            return StageResult.model_validate(store.get_json(result_key))
+        return StageResult(
+            stage=cfg.stage,
+            run_id=cfg.run_id,
+            checkpoint=store.uri(done.key),
+            steps=done.step,
+            seconds=0.0,
+            handle=None,
+        )
+    cluster = cluster or Cluster()
+    if scheduler == "local_cwd":
+        local_path()
+    from torchx.runner import get_runner
+    from torchx.specs import AppState
+
+    topo = topology(cfg, resources, max_restarts=max_restarts, image=cluster.trainer_image)
+    app = stage_app(cfg, topo)
+    role = app.roles[0].name
+    started = time.time()
+    with get_runner() as runner:
+        record = _alive(runner, store, record_key)
+        if record is None:
+            previous = _read(store, record_key)
+            handle = runner.schedule(_request(runner, app, cfg, resources, scheduler, cluster))
+            record = JobRecord(
+                handle=str(handle),
+                scheduler=scheduler,
+                submitted_at=time.time(),
+                attempts=(previous.attempts + 1) if previous else 1,
+            )
+            store.put_json(record_key, record)  # at once: a retried caller must find it
+            log.info("submitted %s (attempt %d)", handle, record.attempts)
+        else:
+            log.info("resuming to watch %s, submitted earlier", record.handle)
+        status = watch(runner, record.handle, role, log_lines=log_lines, poll_s=poll_s)
+        record.state = status.state.name if status else "UNKNOWN"
+        record.finished_at = time.time()
+        ok = status is not None and status.state == AppState.SUCCEEDED
+        record.error = None if ok else error_of(status)
+        store.put_json(record_key, record)
+        if not ok:
+            raise LaunchError(
+                f"{cfg.stage} training job {record.handle} ended {record.state}: {record.error}"
+            )
+    final = ckpt.latest()
+    if final is None or final.step < cfg.steps:
+        reached = final.step if final else 0
+        raise LaunchError(
+            f"{record.handle} succeeded but the last checkpoint is step {reached} of {cfg.steps}"
+        )
+    result = StageResult(
+        stage=cfg.stage,
+        run_id=cfg.run_id,
+        checkpoint=store.uri(final.key),
+        steps=final.step,
+        seconds=round(time.time() - started, 1),
+        handle=record.handle,
+    )
+    store.put_json(result_key, result)
+    return result
+
+
+def _read(store: ObjectStore, key: str) -> JobRecord | None:
+    return JobRecord.model_validate(store.get_json(key)) if store.exists(key) else None
+
+
+def _alive(runner: Any, store: ObjectStore, key: str) -> JobRecord | None:
+    """The recorded job, when the scheduler still knows it and it has not ended."""
+    record = _read(store, key)
+    if record is None or record.finished_at is not None:
+        return None
+    try:
+        status = runner.status(record.handle)
+    except Exception as exc:  # a scheduler that cannot be reached now, an unparsable handle
+        log.warning("cannot ask for the status of %s (%s): submitting anew", record.handle, exc)
+        return None
+    if status is None or status.is_terminal():
+        return None  # local_cwd forgets jobs of another process; a failed job is resubmitted
+    return record
+
+
+def _request(
+    runner: Any,
+    app: Any,
+    cfg: TrainConfig,
+    resources: Resources,
+    scheduler: Scheduler,
+    cluster: Cluster,
+    *,
+    validate_spec: bool = True,
+) -> Any:
+    info = runner.dryrun(app, scheduler, cfg=scheduler_cfg(scheduler, cluster, validate_spec=validate_spec))
+    if scheduler == "kubernetes":
+        labels = {"sam3.dev/run-id": cfg.run_id, "sam3.dev/stage": cfg.stage}
+        patch_job(info.request.resource, resources, cluster, labels)
+    return info
+
+
+def dryrun(
+    cfg: TrainConfig,
+    resources: Resources,
+    scheduler: Scheduler,
+    *,
+    cluster: Cluster | None = None,
+    max_restarts: int = 3,
+) -> str:
+    """The request the scheduler would get, as text (for kubernetes: the patched Volcano Job YAML)."""
+    from torchx.runner import get_runner
+
+    cluster = cluster or Cluster()
+    app = stage_app(cfg, topology(cfg, resources, max_restarts=max_restarts, image=cluster.trainer_image))
+    with get_runner() as runner:
+        return str(_request(runner, app, cfg, resources, scheduler, cluster, validate_spec=False))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,117 @@
+"""Where a stage's ranks run on Kubernetes, and the Volcano job patch that puts them there.
+
+TorchX's kubernetes scheduler builds the Volcano Job from the AppDef (image,
+command, CPU/memory/GPU, /dev/shm); it knows nothing of Secrets, tolerations
+or our labels. ``patch_job`` adds them to the dry-run request before it is
+scheduled: S3 credentials as ``secretKeyRef`` environment variables (the
+value never enters the spec), node selectors (including the accelerator
+type), tolerations, the /dev/shm size, and labels that monitoring selects on.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from components.images import TRAINER_IMAGE
+
+ACCELERATOR_LABEL = "nvidia.com/gpu.product"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Toleration(_Model):
+    key: str
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+class Resources(_Model):
+    """Where a stage's processes run. Locally only nnodes x nproc matter."""
+
+    nnodes: int = Field(default=1, ge=1)
+    nproc: int = Field(default=1, ge=1, description="processes per node (one per GPU on a GPU node)")
+    gpus: int = Field(default=0, ge=0, description="GPUs per node")
+    accelerator: str | None = Field(default=None, description=f"node label {ACCELERATOR_LABEL} to require")
+    cpu: int = Field(default=2, ge=1)
+    memory_gb: int = Field(default=8, ge=1)
+    shm_gb: int = Field(default=0, ge=0, description="/dev/shm size limit (0: no limit)")
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> Resources:
+        if self.gpus and self.nproc > self.gpus:
+            raise ValueError(f"nproc {self.nproc} exceeds the {self.gpus} GPUs per node")
+        if self.accelerator and not self.gpus:
+            raise ValueError("accelerator is set but gpus is 0")
+        return self
+
+    def selector(self) -> dict[str, str]:
+        extra = {ACCELERATOR_LABEL: self.accelerator} if self.accelerator else {}
+        return {**self.node_selector, **extra}
+
+
+class Cluster(_Model):
+    """The cluster side of a training job (ignored by local_cwd)."""
+
+    namespace: str = "sam3"
+    queue: str = "sam3"
+    service_account: str = "sam3-trainer"
+    priority_class: str = "sam3-training"
+    s3_secret: str = Field(default="sam3-s3", description="Secret holding keys access-key and secret-key")
+    s3_endpoint: str = "minio.sam3.svc:9000"
+    s3_bucket: str = "sam3"
+    s3_secure: bool = False
+    trainer_image: str = TRAINER_IMAGE
+
+    def plain_env(self) -> dict[str, str]:
+        return {
+            "SAM3_S3_ENDPOINT": self.s3_endpoint,
+            "SAM3_S3_BUCKET": self.s3_bucket,
+            "SAM3_S3_SECURE": str(self.s3_secure).lower(),
+        }
+
+
+SECRET_ENV = {"SAM3_S3_ACCESS_KEY": "access-key", "SAM3_S3_SECRET_KEY": "secret-key"}
+
+
+def patch_job(job: dict[str, Any], resources: Resources, cluster: Cluster, labels: dict[str, str]) -> None:
+    """Add secrets by reference, placement and labels to every task of a TorchX Volcano Job, in place."""
+    from kubernetes.client import (
+        V1EnvVar,
+        V1EnvVarSource,
+        V1SecretKeySelector,
+        V1Toleration,
+    )
+
+    job["metadata"].setdefault("labels", {}).update(labels)
+    for task in job["spec"]["tasks"]:
+        pod = task["template"]
+        pod.metadata.labels = {**(pod.metadata.labels or {}), **labels}
+        spec = pod.spec
+        spec.node_selector = {**(spec.node_selector or {}), **resources.selector()}
+        spec.tolerations = (spec.tolerations or []) + [
+            V1Toleration(key=t.key, operator=t.operator, value=t.value, effect=t.effect)
+            for t in resources.tolerations
+        ]
+        for volume in spec.volumes or []:
+            if volume.name == "dshm" and volume.empty_dir is not None and resources.shm_gb:
+                volume.empty_dir.size_limit = f"{resources.shm_gb}Gi"
+        for container in spec.containers:
+            env = list(container.env or [])
+            env += [V1EnvVar(name=k, value=v) for k, v in cluster.plain_env().items()]
+            env += [
+                V1EnvVar(
+                    name=name,
+                    value_from=V1EnvVarSource(
+                        secret_key_ref=V1SecretKeySelector(name=cluster.s3_secret, key=key)
+                    ),
+                )
+                for name, key in SECRET_ENV.items()
+            ]
+            container.env = env

@@ -1,0 +1,214 @@
+"""The pipeline configuration: one pydantic model, loaded from YAML, shared by every step.
+
+The same file drives a laptop run (``sam3-pipeline run``), the compiled
+pipeline (its defaults and Kubernetes placement) and a submitted run (its only
+parameter). A bad value fails here, before anything runs, naming the field.
+
+Two hashes identify what a config does:
+
+- ``run_id``: what is *trained* (data, negatives, stage recipes, evaluation
+  set). Checkpoints live under ``runs/<run_id>/``, so running a config again,
+  or a retried pipeline, resumes or reuses the same stages instead of training
+  them twice; changing a gate threshold or the registry alias re-gates the same
+  models.
+- ``content_hash``: the whole file; ``submit`` names its run after it, so a
+  repeated trigger does not start a second run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from components.errors import ConfigError
+from components.gate.policy import Gate
+from components.images import image
+from components.ingest.config import DataConfig
+from components.train.config import Size, TrainConfig
+from components.train.placement import Cluster, Resources
+
+STAGES: tuple[str, ...] = ("detector", "presence")
+"""Image stages in pipeline order (tracker and joint join with the video issue)."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Stage(_Model):
+    size: Size = "tiny"
+    steps: int = Field(default=100, ge=1)
+    batch_size: int = Field(default=4, ge=1)
+    checkpoint_every: int = Field(default=50, ge=1)
+    max_restarts: int = Field(default=3, ge=0, description="torchrun restarts after a rank dies")
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="further TrainConfig fields (optim, loss, positive_fraction, ...)"
+    )
+    resources: Resources = Field(default_factory=Resources)
+    gate: Gate = Field(default_factory=Gate)
+
+    @field_validator("train")
+    @classmethod
+    def _no_owned_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        owned = {"stage", "dataset", "run_id", "init", "size", "steps", "batch_size", "checkpoint_every"}
+        clash = sorted(owned & value.keys())
+        if clash:
+            raise ValueError(f"{clash} are set by the pipeline or by the stage's own fields")
+        return value
+
+
+class Evaluation(_Model):
+    max_images: int | None = Field(default=None, ge=1, description="evaluate on the first N gold images")
+    report_examples: int = Field(default=4, ge=0, le=16, description="predictions drawn in the report")
+
+
+class Registry(_Model):
+    model: str = Field(default="sam3-tiny", pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+    alias: Literal["candidate", "production"] = "candidate"
+
+
+class Kubernetes(_Model):
+    """Cluster placement of the pipeline's pods and training jobs; ignored by the local runner."""
+
+    namespace: str = "sam3"
+    queue: str = Field(default="sam3", description="Volcano queue of the training jobs")
+    pipeline_service_account: str = Field(default="sam3-pipeline", description="runs the steps")
+    trainer_service_account: str = Field(default="sam3-trainer", description="runs the training ranks")
+    priority_class: str = "sam3-training"
+    s3_secret: str = Field(default="sam3-s3", description="Secret with keys access-key and secret-key")
+    s3_endpoint: str = "minio.sam3.svc:9000"
+    s3_bucket: str = "sam3"
+    s3_secure: bool = False
+    step_retries: int = Field(default=2, ge=0, le=10, description="KFP retries of a failed step's pod")
+    evaluate: Resources = Field(default_factory=Resources, description="the evaluate steps' pod")
+
+    def image(self, kind: Literal["component", "trainer"]) -> str:
+        return image(kind)
+
+    def cluster(self) -> Cluster:
+        return Cluster(
+            namespace=self.namespace,
+            queue=self.queue,
+            service_account=self.trainer_service_account,
+            priority_class=self.priority_class,
+            s3_secret=self.s3_secret,
+            s3_endpoint=self.s3_endpoint,
+            s3_bucket=self.s3_bucket,
+            s3_secure=self.s3_secure,
+            trainer_image=self.image("trainer"),
+        )
+
+
+class PipelineConfig(_Model):
+    name: str = Field(default="sam3", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    run_id: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    scheduler: Literal["local_cwd", "kubernetes"] = "local_cwd"
+    data: DataConfig
+    detector: Stage
+    presence: Stage
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    registry: Registry = Field(default_factory=Registry)
+    kubernetes: Kubernetes = Field(default_factory=Kubernetes)
+
+    @model_validator(mode="after")
+    def _check_stages(self) -> PipelineConfig:
+        placeholder = "s3://bucket/datasets/check/0"
+        for name in STAGES:
+            stage: Stage = getattr(self, name)
+            try:
+                self.train_config(name, placeholder, run_id="check", stage_cfg=stage)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                where = ".".join(map(str, err["loc"]))
+                raise ValueError(f"{name}.train.{where}: {err['msg']}") from None
+        return self
+
+    # -- identity ------------------------------------------------------------------
+    def content_hash(self) -> str:
+        return _digest(self.model_dump(mode="json"))
+
+    def effective_run_id(self) -> str:
+        if self.run_id:
+            return self.run_id
+        trained = {
+            "data": self.data.model_dump(mode="json"),
+            "evaluation": self.evaluation.model_dump(mode="json"),
+            "stages": {
+                name: getattr(self, name).model_dump(mode="json", exclude={"gate", "resources"})
+                | {"world": [getattr(self, name).resources.nnodes, getattr(self, name).resources.nproc]}
+                for name in STAGES
+            },
+        }
+        return f"{self.name}-{_digest(trained)[:12]}"
+
+    # -- per stage -----------------------------------------------------------------
+    def stage(self, name: str) -> Stage:
+        if name not in STAGES:
+            raise ConfigError(f"unknown stage {name!r}: expected one of {list(STAGES)}")
+        stage: Stage = getattr(self, name)
+        return stage
+
+    def train_config(
+        self,
+        name: str,
+        dataset: str,
+        *,
+        run_id: str | None = None,
+        init: str | None = None,
+        stage_cfg: Stage | None = None,
+    ) -> TrainConfig:
+        stage = stage_cfg or self.stage(name)
+        return TrainConfig.model_validate(
+            {
+                **stage.train,
+                "stage": name,
+                "dataset": dataset,
+                "run_id": run_id or self.effective_run_id(),
+                "init": init or None,
+                "size": stage.size,
+                "steps": stage.steps,
+                "batch_size": stage.batch_size,
+                "checkpoint_every": stage.checkpoint_every,
+            }
+        )
+
+    # -- loading -------------------------------------------------------------------
+    @classmethod
+    def parse(cls, text: str, where: str = "config") -> PipelineConfig:
+        """From YAML (or JSON) text; ConfigError names the file and the field."""
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{where}: expected a mapping at the top level")
+        try:
+            return cls.model_validate(doc)
+        except ValidationError as exc:
+            lines = [f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors()]
+            raise ConfigError(f"{where}: " + "; ".join(lines)) from None
+
+    @classmethod
+    def load(cls, path: Path) -> PipelineConfig:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the config: {exc.strerror}") from None
+        return cls.parse(text, str(path))
+
+    def to_json(self) -> str:
+        """The form passed to every pipeline step (compact, no secrets: the config holds none)."""
+        return self.model_dump_json(exclude_none=False)
+
+
+def _digest(doc: Any) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+CONFIGS = Path(__file__).parent / "configs"
+DEFAULT_CONFIG = CONFIGS / "local.yaml"

@@ -1,0 +1,154 @@
+"""The DAG ``sam3-training-pipeline``, built from a PipelineConfig.
+
+    prepare sources -> ingest (ParallelFor over partitions) -> commit
+      -> hard negatives -> detector -> evaluate -> gate
+      -> [if passed] presence -> evaluate -> gate -> [if passed] promote
+    exit handler: report the outcome (whatever happened)
+
+Each step is a thin KFP component over library code (follow the imports below
+to reach it). The configuration is compiled in: step inputs are its sections
+as JSON, and for ``target="kubernetes"`` the pods get the S3 Secret by
+reference, resources, GPU, node selectors, tolerations, /dev/shm and retries
+from it. The local runner gets the same DAG without the cluster settings (it
+would apply their environment variables to the laptop's processes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any, Literal
+
+from kfp import dsl
+
+from components.evaluate.component import evaluate_stage
+from components.gate.component import gate_stage
+from components.ingest.component import commit_datasets, ingest_partition, prepare_sources
+from components.negatives.component import mine_hard_negatives
+from components.promote.component import promote_model
+from components.report.component import report_outcome
+from components.train.component import train_stage
+from components.train.placement import SECRET_ENV, Resources
+from pipeline.config import STAGES, PipelineConfig
+
+PIPELINE_NAME = "sam3-training-pipeline"
+Target = Literal["local", "kubernetes"]
+UNSET_DATASET = "s3://unset/datasets/pending/0"  # replaced by the upstream step's output at run time
+
+
+def build_pipeline(cfg: PipelineConfig, target: Target = "kubernetes") -> Any:
+    """The pipeline function (a kfp GraphComponent) for this config."""
+    run_id = cfg.effective_run_id()
+    data = cfg.data.model_dump_json()
+    cluster = cfg.kubernetes.cluster().model_dump_json()
+    k8s = target == "kubernetes"
+
+    def place(task: Any, resources: Resources | None = None, *, cache: bool = True) -> Any:
+        task.set_caching_options(cache)
+        if k8s:
+            _on_kubernetes(task, cfg, resources or Resources(cpu=1, memory_gb=2))
+        return task
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="SAM 3-style concept segmentation: ingest, hard negatives, detector and presence "
+        "stages (TorchX), cgF1 gates, promotion into the model registry.",
+    )
+    def sam3_training_pipeline():  # no return annotation: kfp would read it as outputs
+        execution = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+        report = place(report_outcome(run_id=run_id, execution=execution, stages=list(STAGES)), cache=False)
+        with dsl.ExitHandler(report, name="train-gate-promote"):
+            sources = place(prepare_sources(data=data))
+            with dsl.ParallelFor(sources.output, parallelism=cfg.data.partitions, name="ingest") as part:
+                ingested = place(ingest_partition(data=data, partition=part), Resources(cpu=2, memory_gb=4))
+            datasets = place(commit_datasets(data=data).after(ingested))
+            mined = place(mine_hard_negatives(data=data, dataset=datasets.outputs["train"]))
+            init: Any = ""
+            with contextlib.ExitStack() as gates:
+                for name in STAGES:
+                    stage = cfg.stage(name)
+                    template = cfg.train_config(name, UNSET_DATASET, run_id=run_id).model_dump(
+                        exclude={"dataset", "init"}
+                    )
+                    trained = place(
+                        train_stage(
+                            train_config=json.dumps(template),
+                            dataset=mined.output,
+                            init=init,
+                            resources=stage.resources.model_dump_json(),
+                            cluster=cluster,
+                            scheduler=cfg.scheduler,
+                            max_restarts=stage.max_restarts,
+                        ).set_display_name(f"train {name}")
+                    )
+                    evaluated = place(
+                        evaluate_stage(
+                            stage=name,
+                            run_id=run_id,
+                            checkpoint=trained.outputs["checkpoint"],
+                            gold=datasets.outputs["gold"],
+                            data=data,
+                            max_images=cfg.evaluation.max_images or 0,
+                            examples=cfg.evaluation.report_examples,
+                        ).set_display_name(f"evaluate {name}"),
+                        cfg.kubernetes.evaluate,
+                    )
+                    gated = place(
+                        gate_stage(
+                            stage=name,
+                            run_id=run_id,
+                            execution=execution,
+                            metrics_uri=evaluated.outputs["Output"],
+                            gate=stage.gate.model_dump_json(),
+                            model=cfg.registry.model,
+                        ).set_display_name(f"gate {name}"),
+                        cache=False,
+                    )
+                    gates.enter_context(dsl.If(gated.outputs["Output"] == True, name=f"{name}-passed"))  # noqa: E712
+                    init = trained.outputs["checkpoint"]
+                place(
+                    promote_model(
+                        run_id=run_id,
+                        execution=execution,
+                        checkpoint=init,
+                        model=cfg.registry.model,
+                        alias=cfg.registry.alias,
+                        stages=list(STAGES),
+                        train_dataset=mined.output,
+                        gold_dataset=datasets.outputs["gold"],
+                        config=cfg.to_json(),
+                    ),
+                    cache=False,
+                )
+
+    return sam3_training_pipeline
+
+
+def _on_kubernetes(task: Any, cfg: PipelineConfig, resources: Resources) -> None:
+    """Cluster settings of one step's pod: image pull, S3 env (secret by reference), resources, placement."""
+    from kfp import kubernetes
+
+    k = cfg.kubernetes
+    task.set_retry(num_retries=k.step_retries, backoff_duration="30s", backoff_factor=2.0)
+    kubernetes.use_secret_as_env(
+        task, secret_name=k.s3_secret, secret_key_to_env={key: env for env, key in SECRET_ENV.items()}
+    )
+    for name, value in k.cluster().plain_env().items():
+        task.set_env_variable(name, value)
+    task.set_cpu_request(str(resources.cpu)).set_cpu_limit(str(resources.cpu))
+    task.set_memory_request(f"{resources.memory_gb}G").set_memory_limit(f"{resources.memory_gb}G")
+    if resources.gpus:
+        task.set_accelerator_limit(resources.gpus)
+        task.set_accelerator_type("nvidia.com/gpu")
+    for key, value in resources.selector().items():
+        kubernetes.add_node_selector(task, label_key=key, label_value=value)
+    for t in resources.tolerations:
+        kubernetes.add_toleration(task, key=t.key, operator=t.operator, value=t.value, effect=t.effect)
+    if resources.shm_gb:
+        kubernetes.empty_dir_mount(
+            task,
+            volume_name="dshm",
+            mount_path="/dev/shm",
+            medium="Memory",
+            size_limit=f"{resources.shm_gb}Gi",
+        )

@@ -1,0 +1,58 @@
+"""Run the pipeline on this machine with kfp's local runner (components as subprocesses of this Python).
+
+Steps inherit this process's environment, so the object store settings are
+exported here; TorchX local_cwd then starts real torchrun processes. The
+steps' log lines (kfp prints them on stdout) go to stderr, keeping stdout for
+the command's result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from components.errors import LaunchError
+from components.promote.promote import executions_prefix
+from components.report.outcome import Outcome
+from components.storage import ObjectStore
+from pipeline.config import PipelineConfig
+from pipeline.dag import build_pipeline
+
+log = logging.getLogger(__name__)
+
+
+def run_local(cfg: PipelineConfig, store: ObjectStore, workdir: Path) -> Outcome:
+    """Run the whole DAG; return this execution's outcome (as recorded by the exit handler)."""
+    from kfp import local
+
+    os.environ.update(store.settings.env())
+    workdir.mkdir(parents=True, exist_ok=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(workdir / "outputs"),
+        workspace_root=str(workdir / "workspace"),
+        raise_on_error=False,  # a failed step still runs the exit handler; the outcome says what happened
+    )
+    pipeline = build_pipeline(cfg, target="local")
+    started = time.time()
+    with contextlib.redirect_stdout(sys.stderr):
+        pipeline()
+    outcome = latest_outcome(store, cfg.effective_run_id(), since=started)
+    if outcome is None:
+        raise LaunchError(f"the pipeline ended without recording an outcome; see the log above ({workdir})")
+    return outcome
+
+
+def latest_outcome(store: ObjectStore, run_id: str, since: float = 0.0) -> Outcome | None:
+    """The newest outcome recorded for ``run_id`` after ``since`` (epoch seconds)."""
+    found = [
+        Outcome.model_validate(store.get_json(key))
+        for key, _ in store.list_objects(executions_prefix(run_id))
+        if key.endswith("/outcome.json")
+    ]
+    fresh = [o for o in found if o.finished_at >= since]
+    return max(fresh, key=lambda o: o.finished_at) if fresh else None

@@ -1,0 +1,81 @@
+"""The pipeline config: shipped files load, bad values fail naming the file and field, the two hashes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.errors import ConfigError
+from pipeline.config import CONFIGS, DEFAULT_CONFIG, PipelineConfig
+
+
+def test_shipped_configs_load() -> None:
+    local = PipelineConfig.load(DEFAULT_CONFIG)
+    assert local.scheduler == "local_cwd" and local.data.synthetic is not None
+    cluster = PipelineConfig.load(CONFIGS / "cluster.yaml")
+    assert cluster.scheduler == "kubernetes" and cluster.detector.size == "full"
+    assert cluster.detector.resources.nnodes * cluster.detector.resources.nproc == 16
+
+
+def _write(tmp_path: Path, **changes: object) -> Path:
+    doc = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    for dotted, value in changes.items():
+        node = doc
+        *parents, leaf = dotted.split("__")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"detector__steps": 0}, "detector.steps"),
+        ({"presence__gate": {"cgF1": 120}}, "presence.gate.cgF1"),
+        ({"detector__colour": "blue"}, "detector.colour"),
+        ({"detector__train": {"optim": {"lr": -1}}}, "detector.train.optim.lr"),
+        ({"detector__train": {"steps": 5}}, "set by the pipeline"),
+        ({"detector__resources": {"nproc": 4, "gpus": 2}}, "exceeds"),
+        ({"data__negatives_per_image": 31}, "data.negatives_per_image"),
+        ({"registry__alias": "staging"}, "registry.alias"),
+    ],
+)
+def test_bad_values_name_the_file_and_field(tmp_path: Path, change: dict[str, object], message: str) -> None:
+    path = _write(tmp_path, **change)
+    with pytest.raises(ConfigError) as err:
+        PipelineConfig.load(path)
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        PipelineConfig.load(tmp_path / "absent.yaml")
+    (tmp_path / "x.yaml").write_text("detector: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        PipelineConfig.load(tmp_path / "x.yaml")
+
+
+def test_run_id_names_what_is_trained_not_how_it_is_gated() -> None:
+    base = PipelineConfig.load(DEFAULT_CONFIG)
+    doc = base.model_dump(mode="json")
+    doc["detector"]["gate"]["cgF1"] = 99.0
+    doc["registry"]["alias"] = "candidate"
+    regated = PipelineConfig.model_validate(doc)
+    assert regated.effective_run_id() == base.effective_run_id()
+    assert regated.content_hash() != base.content_hash()  # a different run name on a KFP host
+    doc["detector"]["steps"] += 1
+    assert PipelineConfig.model_validate(doc).effective_run_id() != base.effective_run_id()
+
+
+def test_stage_train_config_merges_overrides() -> None:
+    cfg = PipelineConfig.load(DEFAULT_CONFIG)
+    train = cfg.train_config("detector", "s3://sam3/datasets/shapes/v1", init="s3://x/ckpt")
+    assert train.steps == cfg.detector.steps and train.run_id == cfg.effective_run_id()
+    assert train.optim.lr == cfg.detector.train["optim"]["lr"] and train.init == "s3://x/ckpt"
+    with pytest.raises(ConfigError, match="unknown stage"):
+        cfg.stage("tracker")

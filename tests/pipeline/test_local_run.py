@@ -1,0 +1,169 @@
+"""`sam3-pipeline run` end to end on a small config: real kfp local runner, SeaweedFS, torchrun.
+
+The runs share one bucket and one run id (gates are not part of what is
+trained), so the later runs reuse the trained stages and only re-gate them.
+Together they take every branch of both gates: pass/pass (promoted, with a
+rank killed mid-training), detector fails, presence fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from components.embedded_store import EmbeddedStore
+from components.promote.registry import Registry
+from components.storage import ObjectStore, S3Settings
+from components.train.checkpoint import CheckpointStore
+from pipeline.config import PipelineConfig
+
+pytestmark = pytest.mark.slow
+
+SMALL = {
+    "name": "smoke",
+    "data": {
+        "dataset": "smoke",
+        "synthetic": {
+            "images": 24,
+            "gold_images": 12,
+            "videos": 2,
+            "gold_videos": 1,
+            "frames": 3,
+            "size": 112,
+        },
+        "negatives_per_image": 5,
+        "partitions": 2,
+    },
+    "detector": {
+        "steps": 8,
+        "batch_size": 1,
+        "checkpoint_every": 2,
+        "train": {"log_every": 1, "data_workers": 0, "dist_timeout_s": 60},
+        "resources": {"nproc": 2},
+    },
+    "presence": {"steps": 2, "batch_size": 1, "checkpoint_every": 2, "train": {"data_workers": 0}},
+    "registry": {"model": "smoke", "alias": "production"},
+}
+
+
+@pytest.fixture(scope="module")
+def env(s3_server: EmbeddedStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    state = s3_server.state()
+    assert state is not None
+    settings = state.settings().model_copy(update={"bucket": "p" + uuid.uuid4().hex[:12]})
+    ObjectStore(settings).ensure_bucket()
+    home = tmp_path_factory.mktemp("home")
+    yield {**os.environ, **settings.env(), "SAM3_HOME": str(home)}
+
+
+@pytest.fixture(scope="module")
+def store(env: dict[str, str]) -> ObjectStore:
+    return ObjectStore(S3Settings.from_env(env))
+
+
+def run(config: dict, env: dict[str, str], tmp_path: Path, on_start=None) -> tuple[int, str, str]:  # type: ignore[no-untyped-def, type-arg]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    with out.open("wb") as o, err.open("wb") as e:  # files, not pipes: a full pipe would block the ranks
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "run", "--config", str(path)], stdout=o, stderr=e, env=env
+        )
+        watcher = threading.Thread(target=on_start, args=(proc,), daemon=True) if on_start else None
+        if watcher:
+            watcher.start()
+        try:
+            proc.wait(timeout=900)
+        finally:
+            if proc.poll() is None:
+                for child in psutil.Process(proc.pid).children(recursive=True):
+                    child.kill()
+                proc.kill()
+        if watcher:
+            watcher.join(timeout=5)
+    return proc.returncode, out.read_text(), err.read_text()
+
+
+def with_gates(detector: dict, presence: dict) -> dict:  # type: ignore[type-arg]
+    cfg = yaml.safe_load(yaml.safe_dump(SMALL))
+    cfg["detector"]["gate"], cfg["presence"]["gate"] = detector, presence
+    return cfg
+
+
+RUN_ID = PipelineConfig.model_validate(SMALL).effective_run_id()
+
+
+def test_run_promotes_and_survives_a_killed_rank(
+    env: dict[str, str], store: ObjectStore, tmp_path: Path
+) -> None:
+    killed: list[int] = []
+    ckpt = CheckpointStore(store, f"runs/{RUN_ID}/detector")
+
+    def kill_rank_after_first_checkpoint(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
+        deadline = time.monotonic() + 600
+        while proc.poll() is None and time.monotonic() < deadline:
+            pointer = ckpt.latest() if store.exists(ckpt.latest_key) else None
+            if pointer is not None and pointer.step >= 2:
+                for p in psutil.Process(proc.pid).children(recursive=True):
+                    try:
+                        if (
+                            "components.train.main" in " ".join(p.cmdline())
+                            and p.environ().get("RANK") == "1"
+                        ):
+                            os.kill(p.pid, signal.SIGKILL)
+                            killed.append(p.pid)
+                            return
+                    except psutil.Error:
+                        continue
+            time.sleep(0.3)
+
+    code, out, err = run(SMALL, env, tmp_path, kill_rank_after_first_checkpoint)
+    assert code == 0, err[-4000:]
+    assert killed, "no training rank was found to kill"
+    assert re.search(r"resumed from step [2-9]", err), err[-4000:]
+    assert out.strip().splitlines()[-1] == store.uri("registry/smoke/versions/1")
+    assert "promoted smoke version 1 -> production" in err
+    for stage in ("detector", "presence"):
+        assert re.search(rf"│ {stage}\s+│\s+\d+ │", err), err[-2000:]  # the summary table
+    registry = Registry(store, "smoke")
+    card = registry.card(1)
+    assert registry.alias("production").version == 1  # type: ignore[union-attr]
+    assert set(card.metrics) == {"detector", "presence"} and card.stage == "presence"
+    assert card.run_id == RUN_ID and card.datasets["train"].startswith(store.uri("datasets/smoke/"))
+    for secret in (env["SAM3_S3_SECRET_KEY"], env["SAM3_S3_ACCESS_KEY"]):
+        assert secret not in card.model_dump_json()
+
+
+def test_impossible_detector_threshold_stops_at_its_gate(
+    env: dict[str, str], store: ObjectStore, tmp_path: Path
+) -> None:
+    code, out, err = run(with_gates({"cgF1": 100.0}, {}), env, tmp_path)
+    assert code == 3, err[-4000:]
+    assert "stopped by the detector gate" in err and re.search(r"cgF1 [\d.]+ < 100", err)
+    assert out.strip().splitlines()[-1].endswith("/outcome.json")
+    registry = Registry(store, "smoke")
+    assert registry.versions() == [1] and registry.alias("production").version == 1  # type: ignore[union-attr]
+    assert re.search(r"│ presence\s+│.*not run", err), err[-2000:]
+
+
+def test_impossible_presence_threshold_stops_at_the_second_gate(
+    env: dict[str, str], store: ObjectStore, tmp_path: Path
+) -> None:
+    code, _, err = run(with_gates({"max_regression": 0.0}, {"IL_MCC": 1.0, "cgF1": 100.0}), env, tmp_path)
+    assert code == 3, err[-4000:]
+    assert "stopped by the presence gate" in err
+    assert "detector gate passed" in err and "production v1" in err  # compared with what is in production
+    registry = Registry(store, "smoke")
+    assert registry.versions() == [1] and registry.alias("production").version == 1  # type: ignore[union-attr]
