@@ -4,27 +4,16 @@ train twice, a stale record (the caller died with its job) leads to one new job 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
-from components.ingest.ingest import Ingest
-from components.ingest.sources import SourceSpec
 from components.storage import ObjectStore
-from components.synthetic import generate
 from components.train.checkpoint import CheckpointStore
 from components.train.config import TrainConfig
 from components.train.job import JobRecord, run_stage
 from components.train.placement import Resources
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def dataset(tmp_path: Path, store: ObjectStore) -> str:
-    data = tmp_path / "synth"
-    generate(data, images=12, gold_images=4, videos=0, gold_videos=0, seed=7)
-    return Ingest("tiny", [SourceSpec.parse(f"hq={data / 'train'}")], store).run().uri
 
 
 def test_retried_caller_resubmits_once_and_resumes(

@@ -13,23 +13,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from components.ingest.ingest import Ingest
-from components.ingest.sources import SourceSpec
 from components.storage import ObjectStore
-from components.synthetic import generate
 from components.train.checkpoint import CheckpointStore
 from components.train.config import TrainConfig
 
 pytestmark = pytest.mark.slow
 
 LOSS = re.compile(r"step (\d+)/\d+ loss ([0-9.]+|nan|inf)")
-
-
-@pytest.fixture
-def dataset(tmp_path: Path, store: ObjectStore) -> str:
-    data = tmp_path / "synth"
-    generate(data, images=24, gold_images=4, videos=0, gold_videos=0, seed=5)
-    return Ingest("tiny", [SourceSpec.parse(f"hq={data / 'train'}")], store).run().uri
 
 
 def torchrun(cfg: TrainConfig, env: dict[str, str], log: Path, restarts: int = 0) -> subprocess.Popen[bytes]:
