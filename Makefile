@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test test-fast lint format bench clean
+.PHONY: install run test test-fast lint format bench clean images
 
 install: $(STAMP)
 
@@ -40,6 +40,16 @@ format: install
 
 bench: install
 	$(BIN)/python benchmarks/ingest.py
+
+# The container images, tagged with the installed package's version (components.images.image(...)).
+IMAGE_REPOSITORY := ghcr.io/sam3-pipeline
+VERSION = $(shell $(BIN)/python -c "from components.images import package_version; print(package_version())")
+
+images: install
+	@command -v docker >/dev/null 2>&1 || { echo "make images: 'docker' is not installed or not on PATH (needs a Docker engine with BuildKit)" >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make images: 'docker info' failed: no Docker engine is reachable (is the daemon running?)" >&2; exit 1; }
+	docker build -f images/component.Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE_REPOSITORY)/component:$(VERSION) .
+	docker build -f images/trainer.Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE_REPOSITORY)/trainer:$(VERSION) .
 
 clean:
 	rm -rf .sam3 .pytest_cache .mypy_cache .ruff_cache

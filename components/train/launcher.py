@@ -48,6 +48,15 @@ class Topology:
             raise ConfigError(f"--nproc {self.nproc} exceeds the {self.gpus_per_node} GPUs per node")
 
 
+APP_NAME_MAX = 36
+"""TorchX appends '-<14 characters>' to make the job name and Volcano names pods '<job>-<task>-<index>':
+both must stay within 63 characters (the labels carry the full run id)."""
+
+
+def app_name(cfg: TrainConfig) -> str:
+    return f"sam3-{cfg.stage}-{cfg.run_id}"[:APP_NAME_MAX].rstrip("-")
+
+
 def stage_app(cfg: TrainConfig, topo: Topology) -> Any:
     """The AppDef the pipeline and the CLI launch for one stage."""
     import warnings
@@ -64,7 +73,7 @@ def stage_app(cfg: TrainConfig, topo: Topology) -> Any:
             "--config-json",
             cfg.model_dump_json(),
             m="components.train.main",
-            name=f"sam3-{cfg.stage}-{cfg.run_id}"[:50],
+            name=app_name(cfg),
             image=topo.image,
             j=f"{topo.nnodes}x{topo.nproc}",
             gpu=topo.gpus_per_node,

@@ -3,7 +3,8 @@
 TorchX's kubernetes scheduler builds the Volcano Job from the AppDef (image,
 command, CPU/memory/GPU, /dev/shm); it knows nothing of Secrets, tolerations
 or our labels. ``patch_job`` adds them to the dry-run request before it is
-scheduled: S3 credentials as ``secretKeyRef`` environment variables (the
+scheduled: a restricted security context (non-root, no privilege escalation,
+no capabilities), S3 credentials as ``secretKeyRef`` environment variables (the
 value never enters the spec), node selectors (including the accelerator
 type), tolerations, the /dev/shm size, and labels that monitoring selects on.
 """
@@ -77,15 +78,20 @@ class Cluster(_Model):
         }
 
 
+RUN_AS_USER = 10001  # the images' non-root user
 SECRET_ENV = {"SAM3_S3_ACCESS_KEY": "access-key", "SAM3_S3_SECRET_KEY": "secret-key"}
 
 
 def patch_job(job: dict[str, Any], resources: Resources, cluster: Cluster, labels: dict[str, str]) -> None:
     """Add secrets by reference, placement and labels to every task of a TorchX Volcano Job, in place."""
     from kubernetes.client import (
+        V1Capabilities,
         V1EnvVar,
         V1EnvVarSource,
+        V1PodSecurityContext,
+        V1SeccompProfile,
         V1SecretKeySelector,
+        V1SecurityContext,
         V1Toleration,
     )
 
@@ -102,7 +108,15 @@ def patch_job(job: dict[str, Any], resources: Resources, cluster: Cluster, label
         for volume in spec.volumes or []:
             if volume.name == "dshm" and volume.empty_dir is not None and resources.shm_gb:
                 volume.empty_dir.size_limit = f"{resources.shm_gb}Gi"
+        spec.security_context = V1PodSecurityContext(
+            run_as_non_root=True,
+            run_as_user=RUN_AS_USER,
+            seccomp_profile=V1SeccompProfile(type="RuntimeDefault"),
+        )
         for container in spec.containers:
+            container.security_context = V1SecurityContext(
+                allow_privilege_escalation=False, capabilities=V1Capabilities(drop=["ALL"])
+            )
             env = list(container.env or [])
             env += [V1EnvVar(name=k, value=v) for k, v in cluster.plain_env().items()]
             env += [

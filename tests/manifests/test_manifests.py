@@ -1,0 +1,336 @@
+"""The kustomize overlays and the GitOps folder render, and every object is what a cluster accepts.
+
+Rendered with ``kubectl kustomize``; built-in kinds checked by kubernetes-validate (strict, Kubernetes
+``K8S_VERSION``), custom kinds by the CRD-derived schemas in ``schemas/``. Broken copies of the
+rendered objects must fail, naming the object and the problem.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.images import image
+from pipeline.config import PipelineConfig
+from tests.manifests.validate import (
+    BIN,
+    K8S_VERSION,
+    MANIFESTS,
+    all_errors,
+    custom_schemas,
+    documents,
+    errors,
+    name_of,
+    namespace_problems,
+    pod_security_problems,
+    render,
+    secret_problems,
+)
+
+TARGETS = ["overlays/local", "overlays/production", "gitops"]
+Doc = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[Doc]]:
+    return {target: documents(render(MANIFESTS / target)) for target in TARGETS}
+
+
+def find(docs: list[Doc], kind: str, name: str | None = None) -> Doc:
+    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert found, f"no {kind} {name or ''} in the rendered manifests"
+    return found[0]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_kubernetes_validate_accepts_the_rendered_target(target: str) -> None:
+    """`kubectl kustomize T | kubernetes-validate --strict`: no error, and a WARN (no schema) only for
+    a custom kind that schemas/ covers."""
+    text = render(MANIFESTS / target)
+    done = subprocess.run(
+        [BIN / "kubernetes-validate", "--strict", "--quiet", "-k", K8S_VERSION, "-"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    ours = {f"kind {kind} with api version {api}" for api, kind in custom_schemas()}
+    bad = [
+        line
+        for line in done.stdout.splitlines()
+        if line.strip() and not (line.startswith("WARN") and any(k in line for k in ours))
+    ]
+    assert done.returncode == 0 and not bad, "\n".join(bad) or done.stderr
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_object_is_valid(rendered: dict[str, list[Doc]], target: str) -> None:
+    assert all_errors(rendered[target]) == []
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_objects_name_their_namespace(rendered: dict[str, list[Doc]], target: str) -> None:
+    problems = namespace_problems(rendered[target])
+    assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_no_secret_values(rendered: dict[str, list[Doc]], target: str) -> None:
+    assert secret_problems(rendered[target]) == []
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_containers_run_as_non_root_with_requests_and_limits(
+    rendered: dict[str, list[Doc]], target: str
+) -> None:
+    assert pod_security_problems(rendered[target]) == []
+
+
+# -- broken manifests are refused ------------------------------------------------------------------
+
+# The monitoring objects may not be rendered yet (manifests/monitoring belongs to another change):
+# these valid references stand in for them in the mutation tests.
+REFERENCE = documents(
+    """
+apiVersion: monitoring.coreos.com/v1
+kind: PodMonitor
+metadata: {name: sam3-training, namespace: sam3}
+spec:
+  selector: {matchExpressions: [{key: sam3.dev/stage, operator: Exists}]}
+  podMetricsEndpoints: [{port: c10d, path: /metrics, interval: 15s}]
+---
+apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata: {name: sam3-pushgateway, namespace: sam3}
+spec:
+  selector: {matchLabels: {app.kubernetes.io/name: pushgateway}}
+  endpoints: [{port: http, honorLabels: true}]
+---
+apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata: {name: sam3, namespace: sam3}
+spec:
+  groups: [{name: sam3, rules: [{alert: Sam3GateFailed, expr: sam3_gate_passed == 0, for: 5m}]}]
+"""
+)
+
+
+def _container(doc: Doc) -> Doc:
+    container: Doc = doc["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+def _task(doc: Doc) -> Doc:
+    task: Doc = doc["spec"]["tasks"][0]
+    return task
+
+
+# (id, target, kind, name, mutation, what the error must say besides the object's name)
+BROKEN: list[tuple[str, str, str, str, Callable[[Doc], Any], str]] = [
+    ("unknown-container-field", "overlays/production", "Deployment", "pushgateway",
+     lambda d: _container(d).update(resourcez={}), "'resourcez' was unexpected"),
+    ("wrong-type-replicas", "overlays/local", "StatefulSet", "minio",
+     lambda d: d["spec"].update(replicas="one"), "'one' is not of type"),
+    ("misspelt-field", "overlays/local", "Service", "minio",
+     lambda d: d["spec"].update(port=d["spec"].pop("ports")), "'port' was unexpected"),
+    ("role-verbs-not-a-list", "overlays/production", "Role", "sam3-pipeline",
+     lambda d: d["rules"][0].update(verbs="create"), "'create' is not of type 'array'"),
+    ("queue-unknown-field", "overlays/production", "Queue", "sam3",
+     lambda d: d["spec"].update(wieght=1), "'wieght' was unexpected"),
+    ("queue-weight-zero", "overlays/production", "Queue", "sam3",
+     lambda d: d["spec"].update(weight=0), "0 is less than the minimum of 1"),
+    ("queue-capability-not-a-map", "overlays/production", "Queue", "sam3",
+     lambda d: d["spec"].update(capability="16"), "'16' is not of type 'object'"),
+    ("podmonitor-without-selector", "reference", "PodMonitor", "sam3-training",
+     lambda d: d["spec"].pop("selector"), "'selector' is a required property"),
+    ("podmonitor-bad-interval", "reference", "PodMonitor", "sam3-training",
+     lambda d: d["spec"]["podMetricsEndpoints"][0].update(interval="15 seconds"), "does not match"),
+    ("servicemonitor-endpoints-not-a-list", "reference", "ServiceMonitor", "sam3-pushgateway",
+     lambda d: d["spec"].update(endpoints={"port": "http"}), "is not of type 'array'"),
+    ("prometheusrule-rule-without-expr", "reference", "PrometheusRule", "sam3",
+     lambda d: d["spec"]["groups"][0]["rules"][0].pop("expr"), "'expr' is a required property"),
+    ("application-without-destination", "gitops", "Application", "sam3",
+     lambda d: d["spec"].pop("destination"), "'destination' is a required property"),
+    ("application-unknown-field", "gitops", "Application", "sam3",
+     lambda d: d["spec"]["syncPolicy"].update(autoSync=True), "'autoSync' was unexpected"),
+    ("retrain-job-backofflimit-string", "gitops", "Job", None,
+     lambda d: d["spec"].update(backoffLimit="4"), "'4' is not of type 'integer'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("target", "kind", "name", "mutate", "problem"),
+    [pytest.param(*case[1:], id=case[0]) for case in BROKEN],
+)
+def test_broken_manifest_is_refused(
+    rendered: dict[str, list[Doc]],
+    target: str,
+    kind: str,
+    name: str | None,
+    mutate: Callable[[Doc], Any],
+    problem: str,
+) -> None:
+    doc = copy.deepcopy(find(REFERENCE if target == "reference" else rendered[target], kind, name))
+    assert errors(doc) == [], "the unbroken object must be valid"
+    mutate(doc)
+    found = errors(doc)
+    assert found, f"{kind} {name}: the broken object was accepted"
+    assert any(f"{kind} " in e and doc.get("metadata", {}).get("name", "?") in e for e in found), found
+    assert any(problem in e for e in found), found
+
+
+def test_an_unknown_kind_is_refused() -> None:
+    doc = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "sam3"}}
+    assert errors(doc) == ["Widget sam3/w: no schema: " + errors(doc)[0].split("no schema: ", 1)[1]]
+    assert "Couldn't find schema for kind Widget" in errors(doc)[0]
+
+
+def test_the_policy_checks_catch_what_they_must(rendered: dict[str, list[Doc]]) -> None:
+    docs = copy.deepcopy(rendered["overlays/production"])
+    minio = find(docs, "StatefulSet", "minio")
+    c = _container(minio)
+    c["env"].append({"name": "MINIO_ROOT_PASSWORD", "value": "hunter2hunter2"})
+    c["securityContext"]["runAsUser"] = 0
+    c["securityContext"].pop("allowPrivilegeEscalation")
+    c["resources"].pop("limits")
+    c["image"] = "quay.io/minio/minio:latest"
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sam3-s3", "namespace": "sam3"}}
+    secret["stringData"] = {"access-key": "AKIAABCDEFGHIJKLMNOP"}
+    docs.append(secret)
+    found = secret_problems(docs) + pod_security_problems(docs)
+    for problem in [
+        "Secret sam3/sam3-s3: a Secret with data",
+        "env MINIO_ROOT_PASSWORD has a literal value",
+        "looks like a credential: AKIA",
+        "runAsUser is 0",
+        "allowPrivilegeEscalation is not false",
+        "resources.limits lacks ['cpu', 'memory']",
+        "is not pinned to a version ('latest')",
+    ]:
+        assert any(problem in f for f in found), (problem, found)
+    assert all("StatefulSet sam3/minio" in f or "Secret sam3/sam3-s3" in f for f in found), found
+
+
+# -- what the platform provides ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["overlays/local", "overlays/production"])
+def test_the_platform_matches_the_pipeline_config(rendered: dict[str, list[Doc]], target: str) -> None:
+    """The names the pipeline config (its Kubernetes defaults) refers to exist."""
+    docs, k8s = rendered[target], PipelineConfig.load(Path("pipeline/configs/cluster.yaml")).kubernetes
+    assert find(docs, "Namespace", k8s.namespace)
+    assert find(docs, "Queue", k8s.queue)
+    assert find(docs, "PriorityClass", k8s.priority_class)
+    for account in (k8s.pipeline_service_account, k8s.trainer_service_account):
+        assert find(docs, "ServiceAccount", account)["metadata"]["namespace"] == k8s.namespace
+    host, port = k8s.s3_endpoint.split(":")
+    service = find(docs, "Service", host.split(".")[0])
+    assert service["metadata"]["namespace"] == host.split(".")[1]
+    assert int(port) in [p["port"] for p in service["spec"]["ports"]]
+    refs = {
+        (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for e in _container(find(docs, "StatefulSet", "minio"))["env"]
+        if "valueFrom" in e
+    }
+    assert refs == {(k8s.s3_secret, "access-key"), (k8s.s3_secret, "secret-key")}
+    storage = find(docs, "StatefulSet", "minio")["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert storage["storageClassName"]
+
+
+@pytest.mark.parametrize("target", ["overlays/local", "overlays/production"])
+def test_the_pipeline_role_is_least_privilege(rendered: dict[str, list[Doc]], target: str) -> None:
+    docs = rendered[target]
+    assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    role = find(docs, "Role", "sam3-pipeline")
+    rules = {
+        (g, r): sorted(rule["verbs"])
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
+    assert rules == {
+        ("batch.volcano.sh", "jobs"): ["create", "delete", "get", "list", "watch"],
+        ("", "pods"): ["get", "list", "watch"],
+        ("", "pods/log"): ["get"],
+    }
+    binding = find(docs, "RoleBinding", "sam3-pipeline")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "sam3-pipeline",
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "sam3-pipeline", "namespace": "sam3"}]
+    assert find(docs, "ServiceAccount", "sam3-trainer")["automountServiceAccountToken"] is False
+
+
+# -- GitOps -----------------------------------------------------------------------------------------
+
+
+def _retrain(docs: list[Doc]) -> tuple[Doc, Doc]:
+    return find(docs, "ConfigMap"), find(docs, "Job")
+
+
+def test_the_retrain_job_is_named_after_the_config_content(rendered: dict[str, list[Doc]]) -> None:
+    config_map, job = _retrain(rendered["gitops"])
+    name = config_map["metadata"]["name"]
+    assert name.startswith("sam3-retrain-") and len(name) > len("sam3-retrain-")
+    assert job["metadata"]["name"] == name
+    pod = job["spec"]["template"]["spec"]
+    assert [v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v] == [name]
+    assert pod["serviceAccountName"] == "sam3-pipeline"
+    (container,) = pod["containers"]
+    assert container["image"] == image("component")
+    assert container["command"] == [
+        "sam3-pipeline", "submit", "--config", "/config/training-config.yaml",
+        "--host", "http://ml-pipeline.kubeflow:8888",
+    ]  # fmt: skip
+    mounted = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert (Path(mounted["config"]) / "training-config.yaml").as_posix() == container["command"][3]
+
+
+def test_a_changed_config_makes_a_new_job_and_the_same_config_the_same(tmp_path: Path) -> None:
+    copy_dir = tmp_path / "gitops"
+    shutil.copytree(MANIFESTS / "gitops", copy_dir)
+    first = _retrain(documents(render(copy_dir)))[1]["metadata"]["name"]
+    assert _retrain(documents(render(copy_dir)))[1]["metadata"]["name"] == first
+    config = copy_dir / "training-config.yaml"
+    config.write_text(config.read_text().replace("steps: 20000", "steps: 30000", 1))
+    changed = _retrain(documents(render(copy_dir)))[1]["metadata"]["name"]
+    assert changed != first and changed.startswith("sam3-retrain-")
+
+
+def test_the_training_config_in_git_is_a_valid_cluster_config(rendered: dict[str, list[Doc]]) -> None:
+    config_map, _ = _retrain(rendered["gitops"])
+    text = config_map["data"]["training-config.yaml"]
+    assert text == (MANIFESTS / "gitops" / "training-config.yaml").read_text()
+    cfg = PipelineConfig.parse(text, "manifests/gitops/training-config.yaml")
+    assert cfg.scheduler == "kubernetes"
+
+
+def test_argo_cd_syncs_the_production_overlay_and_the_trigger(rendered: dict[str, list[Doc]]) -> None:
+    apps = {d["metadata"]["name"]: d for d in rendered["gitops"] if d["kind"] == "Application"}
+    paths = {name: app["spec"]["source"]["path"] for name, app in apps.items()}
+    assert paths == {"sam3": "manifests/overlays/production", "sam3-retrain": "manifests/gitops"}
+    for app in apps.values():
+        assert (MANIFESTS.parent / app["spec"]["source"]["path"] / "kustomization.yaml").is_file()
+        assert app["spec"]["destination"]["namespace"] == "sam3"
+        assert app["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+
+
+def test_the_monitoring_folder_is_part_of_both_overlays() -> None:
+    for overlay in ("local", "production"):
+        kustomization = yaml.safe_load((MANIFESTS / "overlays" / overlay / "kustomization.yaml").read_text())
+        assert "../../monitoring" in kustomization["resources"], overlay
+
+
+def test_messages_name_the_object() -> None:
+    doc = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "sam3"}}
+    doc["data"] = {"k": 1}
+    assert errors(doc) and errors(doc)[0].startswith(f"{name_of(doc)}: data.k: ")

@@ -1,0 +1,142 @@
+"""The Volcano jobs TorchX would submit for pipeline/configs/cluster.yaml pass the Volcano Job schema
+and admission checks, and fit the platform (queue, priority class, service account, queue capacity).
+
+TorchX's kubernetes scheduler serialises the Volcano Job with the Kubernetes client's
+``sanitize_for_serialization``: camelCase, the form the API server takes. A snake_case field (what
+``V1PodSpec.to_dict()`` would give) is an unknown field to the CRD, and is refused.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.images import image
+from components.train.job import dryrun
+from pipeline.config import STAGES, PipelineConfig
+from tests.manifests.validate import (
+    MANIFESTS,
+    documents,
+    errors,
+    pod_security_problems,
+    quantity,
+    render,
+)
+
+CLUSTER = Path(__file__).resolve().parents[2] / "pipeline" / "configs" / "cluster.yaml"
+DATASET = "s3://sam3/datasets/x/1"
+
+
+def volcano_job(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
+    resources = cfg.stage(stage).resources
+    text = dryrun(
+        cfg.train_config(stage, DATASET),
+        resources,
+        "kubernetes",
+        cluster=cfg.kubernetes.cluster(),
+        max_restarts=cfg.stage(stage).max_restarts,
+    )
+    job: dict[str, Any] = yaml.safe_load(text)
+    return job
+
+
+@pytest.fixture(scope="module")
+def cluster_cfg() -> PipelineConfig:
+    return PipelineConfig.load(CLUSTER)
+
+
+@pytest.fixture(scope="module")
+def jobs(cluster_cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
+    return {stage: volcano_job(cluster_cfg, stage) for stage in STAGES}
+
+
+@pytest.fixture(scope="module")
+def production() -> list[dict[str, Any]]:
+    return documents(render(MANIFESTS / "overlays" / "production"))
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_torchx_volcano_job_is_valid(jobs: dict[str, dict[str, Any]], stage: str) -> None:
+    job = jobs[stage]
+    assert (job["apiVersion"], job["kind"]) == ("batch.volcano.sh/v1alpha1", "Job")
+    assert errors(job) == []
+    assert {c["image"] for t in job["spec"]["tasks"] for c in t["template"]["spec"]["containers"]} == {
+        image("trainer")
+    }
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_job_uses_what_the_platform_provides(
+    jobs: dict[str, dict[str, Any]], production: list[dict[str, Any]], stage: str
+) -> None:
+    job = jobs[stage]
+    names = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in production}
+    assert ("Queue", None, job["spec"]["queue"]) in names
+    assert ("PriorityClass", None, job["spec"]["priorityClassName"]) in names
+    for task in job["spec"]["tasks"]:
+        account = task["template"]["spec"]["serviceAccountName"]
+        assert ("ServiceAccount", "sam3", account) in names
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_job_fits_the_production_queue(
+    jobs: dict[str, dict[str, Any]], production: list[dict[str, Any]], stage: str
+) -> None:
+    """Gang scheduling admits a job only if all its pods fit the queue's capability at once."""
+    queue = next(d for d in production if d["kind"] == "Queue")
+    capability = {k: quantity(v) for k, v in queue["spec"]["capability"].items()}
+    asked: dict[str, float] = {}
+    for task in jobs[stage]["spec"]["tasks"]:
+        for c in task["template"]["spec"]["containers"]:
+            for resource, value in c["resources"]["requests"].items():
+                asked[resource] = asked.get(resource, 0.0) + quantity(value) * task["replicas"]
+    too_much = {r: (v, capability.get(r)) for r, v in asked.items() if v > capability.get(r, float("inf"))}
+    assert not too_much, f"{stage} asks for more than queue sam3 may hold: {too_much}"
+
+
+@pytest.mark.parametrize(
+    ("field", "problem"),
+    [
+        ("minAvailable", "'min_available' was unexpected"),  # snake_case is an unknown field
+        ("template", "'template' is a required property"),  # a task without a pod template
+    ],
+)
+def test_a_broken_task_is_refused(jobs: dict[str, dict[str, Any]], field: str, problem: str) -> None:
+    job = copy.deepcopy(jobs["detector"])
+    task = job["spec"]["tasks"][0]
+    value = task.pop(field)
+    if field == "minAvailable":
+        task["min_available"] = value
+    found = errors(job)
+    assert any(job["metadata"]["name"] in e and "spec.tasks.0" in e and problem in e for e in found), found
+
+
+@pytest.mark.parametrize(
+    ("mutate", "problem"),
+    [
+        (lambda t: t["template"]["spec"]["containers"][0].update(imagePullPolicy=1), "is not of type"),
+        (lambda t: t.update(name="Main_0"), "does not match"),
+        (lambda t: t.update(minAvailable=3), "minAvailable 3 is greater than replicas 1"),
+    ],
+    ids=["container-field-type", "task-name-not-dns-label", "min-available-over-replicas"],
+)
+def test_a_bad_task_spec_is_refused(jobs: dict[str, dict[str, Any]], mutate: Any, problem: str) -> None:
+    job = copy.deepcopy(jobs["detector"])
+    mutate(job["spec"]["tasks"][0])
+    found = errors(job)
+    assert any(job["metadata"]["name"] in e and problem in e for e in found), found
+
+
+def test_a_long_config_name_still_makes_an_acceptable_job() -> None:
+    text = CLUSTER.read_text().replace("name: sam3\n", "name: sam3-segmentation-prod\n", 1)
+    job = volcano_job(PipelineConfig.parse(text), "detector")
+    assert errors(job) == []
+
+
+def test_training_pods_are_hardened(jobs: dict[str, dict[str, Any]]) -> None:
+    problems = pod_security_problems(list(jobs.values()))
+    assert problems == [], "\n".join(problems)

