@@ -167,3 +167,17 @@ def test_impossible_presence_threshold_stops_at_the_second_gate(
     assert "detector gate passed" in err and "production v1" in err  # compared with what is in production
     registry = Registry(store, "smoke")
     assert registry.versions() == [1] and registry.alias("production").version == 1  # type: ignore[union-attr]
+
+
+def test_a_failed_step_is_reported_with_exit_1(env: dict[str, str], tmp_path: Path) -> None:
+    broken = yaml.safe_load(yaml.safe_dump(SMALL))
+    broken["data"] = {
+        "dataset": "broken",
+        "train": [{"tag": "hq", "path": str(tmp_path / "nothing-here")}],
+        "gold": [{"tag": "hq", "path": str(tmp_path / "nothing-here")}],
+        "negatives_per_image": 0,
+    }
+    code, out, err = run(broken, env, tmp_path)
+    assert code == 1, err[-3000:]
+    assert "failed" in err and "nothing-here" in err  # the failing step's own error, and the outcome
+    assert out.strip().splitlines()[-1].endswith("/outcome.json")
