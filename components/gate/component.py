@@ -36,6 +36,7 @@ def gate_stage(
         gate=Gate.model_validate_json(gate),
         metrics_uri=metrics_uri,
         model=model,
+        run_id=run_id,
         record_key=gate_key(run_id, execution, stage),
     )
     verdict = "passed" if result.passed else "FAILED"

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from components.evaluate.result import headline
 from components.storage import ObjectStore
+from components.telemetry import push_gate_decision
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ def gate_stage(
     gate: Gate,
     metrics_uri: str,
     model: str,
+    run_id: str,
     record_key: str,
 ) -> GateDecision:
     """Decide on a stage's evaluation against its thresholds and the production model; record it."""
@@ -108,4 +110,5 @@ def gate_stage(
     decision = decide(stage, gate, metrics, baseline, version)
     store.put_json(record_key, decision)
     log.info("%s gate %s: %s", stage, "passed" if decision.passed else "FAILED", "; ".join(decision.reasons))
+    push_gate_decision(model, stage, run_id, decision.passed, decision.metrics)  # when a gateway is set
     return decision

@@ -40,6 +40,7 @@ def test_gate_step_records_its_decision(store: ObjectStore) -> None:
         gate=Gate(cgF1=60),
         metrics_uri=store.uri("runs/r/detector/eval/metrics.json"),
         model="m",
+        run_id="r",
         record_key="runs/r/executions/e/detector.gate.json",
     )
     assert not decision.passed and decision.production_version is None
