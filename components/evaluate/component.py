@@ -41,7 +41,7 @@ def evaluate_stage(
             examples=examples,
             progress=log_progress(logging.getLogger(f"evaluate[{stage}]")),
         )
-    for name, value in evaluation.headline().items():
+    for name, value in {**evaluation.headline(), **evaluation.diagnostics}.items():
         metrics.log_metric(f"{stage}/{name}", value)
     Path(report.path).write_text(evaluation.report_html)
     return evaluation.metrics_uri

@@ -25,6 +25,7 @@ GT_RGB, PRED_RGB = (40, 200, 80), (230, 40, 40)
 
 def render_report(
     result: EvaluationResult,
+    diagnostics: dict[str, float],
     records: list[MediaRecord],
     predictions: list[dict[str, Any]],
     checkpoint: str,
@@ -36,6 +37,10 @@ def render_report(
     summary = (
         f"{c.pairs} image-noun-phrase pairs ({c.IL_TP + c.IL_FN} positive, {c.IL_FP + c.IL_TN} negative); "
         f"{c.kept_predictions} predictions at score &ge; {result.score_threshold}"
+    )
+    rows += "".join(
+        f"<tr><td><i>{name}</i> (diagnostic)</td><td>{value:.4f}</td></tr>"
+        for name, value in diagnostics.items()
     )
     warnings = "".join(f"<p class=warn>{html.escape(w)}</p>" for w in result.warnings)
     figures = "".join(_figure(r, q, predictions, result.score_threshold) for r, q in _pick(records, examples))

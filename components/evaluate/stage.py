@@ -1,7 +1,8 @@
 """Evaluate a stage's checkpoint on the gold dataset: predictions, metrics, report, all in the store.
 
 Outputs go next to the checkpoint's stage: ``runs/<run_id>/<stage>/eval/``
-(``predictions.json``, ``metrics.json`` written last, ``report.html``). The
+(``predictions.json``, ``metrics.json`` written last with the SAM 3 metrics and
+threshold-free diagnostics (components.evaluate.diagnostics), ``report.html``). The
 step is deterministic for a checkpoint and gold set, so a finished evaluation
 is reused.
 """
@@ -18,6 +19,7 @@ from typing import Any
 
 from components.dataset import Dataset
 from components.evaluate.cgf1 import evaluate_images
+from components.evaluate.diagnostics import diagnostics
 from components.evaluate.result import EvaluationResult, headline
 from components.schemas import MediaRecord
 from components.storage import ObjectStore
@@ -32,6 +34,7 @@ class StageEvaluation:
     result: EvaluationResult
     metrics_uri: str
     report_html: str
+    diagnostics: dict[str, float]
 
     def headline(self) -> dict[str, float]:
         return headline(self.result.to_json_dict())
@@ -121,8 +124,8 @@ def evaluate_checkpoint(
             log.info("evaluation of %s already at %s", checkpoint, store.uri(metrics_key))
             result = EvaluationResult.model_validate(saved["result"])
             predictions = json.loads(store.get_bytes(f"{out_prefix}/predictions.json"))
-            html = render_report(result, records, predictions, checkpoint, examples)
-            return StageEvaluation(result, store.uri(metrics_key), html)
+            html = render_report(result, saved["diagnostics"], records, predictions, checkpoint, examples)
+            return StageEvaluation(result, store.uri(metrics_key), html, saved["diagnostics"])
     model, resolution = load_checkpoint_model(checkpoint, store)
     predictions = predict_dataset(model, resolution, records, progress=progress)
     with tempfile.TemporaryDirectory(prefix="sam3-eval-") as tmp:
@@ -135,9 +138,10 @@ def evaluate_checkpoint(
                 restrict_ground_truth(p, pairs, Path(tmp) / f"gt-{i}.json") for i, p in enumerate(gt_paths)
             ]
         result = evaluate_images(gt_paths, pred_path)
-    html = render_report(result, records, predictions, checkpoint, examples)
+        found = diagnostics(gt_paths[0], predictions)
+    html = render_report(result, found, records, predictions, checkpoint, examples)
     store.put_bytes(f"{out_prefix}/predictions.json", json.dumps(predictions).encode(), "application/json")
     store.put_bytes(f"{out_prefix}/report.html", html.encode(), "text/html")
-    doc = {"checkpoint": checkpoint, "gold": gold, "result": result.to_json_dict()}
+    doc = {"checkpoint": checkpoint, "gold": gold, "result": result.to_json_dict(), "diagnostics": found}
     store.put_json(metrics_key, doc)  # last: the commit
-    return StageEvaluation(result, store.uri(metrics_key), html)
+    return StageEvaluation(result, store.uri(metrics_key), html, found)

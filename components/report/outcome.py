@@ -30,6 +30,7 @@ class StageSummary(BaseModel):
     seconds: float | None = None
     checkpoint: str | None = None
     metrics: dict[str, float] = {}
+    diagnostics: dict[str, float] = {}
     gate: Literal["passed", "failed", "not run"] = "not run"
     reasons: list[str] = []
 
@@ -92,7 +93,8 @@ def _stage(store: ObjectStore, run_id: str, execution: str, stage: str) -> Stage
         summary.steps, summary.seconds, summary.checkpoint = result.steps, result.seconds, result.checkpoint
     evaluated = f"runs/{run_id}/{stage}/eval/metrics.json"
     if store.exists(evaluated):
-        summary.metrics = headline(store.get_json(evaluated)["result"])
+        doc = store.get_json(evaluated)
+        summary.metrics, summary.diagnostics = headline(doc["result"]), doc.get("diagnostics", {})
     gated = gate_key(run_id, execution, stage)
     if store.exists(gated):
         decision = GateDecision.model_validate(store.get_json(gated))

@@ -72,6 +72,14 @@ def print_summary(outcome: Outcome) -> None:
     for s in outcome.stages:
         if s.reasons:
             stderr.print(f"{s.stage} gate {s.gate}: " + "; ".join(s.reasons))
+        d = s.diagnostics
+        if d:  # what a cgF1 of 0 hides: recognition and localisation without the 0.5 score threshold
+            stderr.print(
+                f"{s.stage} diagnostics: recognition AUC {d['recognition_auc']:.3f} (0.5 = chance), "
+                f"top-detection mask IoU {d['top_detection_iou']:.3f} "
+                f"({100 * d['top_detection_iou_over_50']:.0f}% of positive pairs > 0.5), "
+                f"max score {d['max_score']:.3f} (0.5 counts)"
+            )
     if outcome.promotion is not None:
         p = outcome.promotion
         was = f" (was version {p.previous})" if p.previous is not None else ""

@@ -1,0 +1,64 @@
+"""What a cgF1 of 0 hides: recognition and localisation measured without the 0.5 score threshold.
+
+cgF1 counts only detections scoring at least 0.5. A young model's scores stay
+below it (the official loss pulls a query's probability toward its box IoU, and
+the presence probability starts at 0.5), so cgF1, IL_MCC and pmF1 all read 0
+long before the model is useless. Two threshold-free numbers show the gap:
+
+- ``recognition_auc``: does a pair's best score rank positive (image, noun
+  phrase) pairs above negative ones (0.5 = chance, 1 = perfect)?
+- ``top_detection_iou``: mask IoU of each positive pair's best-scoring
+  detection with its closest ground-truth instance, averaged (0 when the pair
+  has no detection); ``top_detection_iou_over_50`` the share above 0.5.
+
+Diagnostics only: gates use the SAM 3 metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+from scipy.stats import rankdata
+
+
+def diagnostics(ground_truth: Path, predictions: list[dict[str, Any]]) -> dict[str, float]:
+    doc = json.loads(Path(ground_truth).read_text())
+    truth: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for ann in doc.get("annotations", []):
+        truth[ann["image_id"]].append(ann["segmentation"])
+    best: dict[int, dict[str, Any]] = {}
+    for p in predictions:
+        if p["image_id"] not in best or p["score"] > best[p["image_id"]]["score"]:
+            best[p["image_id"]] = p
+    labels, scores, ious = [], [], []
+    for image in doc["images"]:
+        pair = image["id"]
+        top = best.get(pair)
+        labels.append(bool(truth[pair]))
+        scores.append(top["score"] if top else 0.0)
+        if truth[pair]:
+            if top is None:
+                ious.append(0.0)
+            else:
+                overlaps = mask_utils.iou([top["segmentation"]], truth[pair], [0] * len(truth[pair]))
+                ious.append(float(np.max(overlaps)))
+    return {
+        "recognition_auc": _auc(np.array(labels), np.array(scores)),
+        "top_detection_iou": float(np.mean(ious)) if ious else 0.0,
+        "top_detection_iou_over_50": float(np.mean(np.array(ious) > 0.5)) if ious else 0.0,
+        "max_score": float(max(scores, default=0.0)),
+    }
+
+
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with ties averaged); 0.5 when one class is missing."""
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if not positives or not negatives:
+        return 0.5
+    ranks = rankdata(scores)
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
