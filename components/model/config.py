@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from components.errors import ConfigError
 
-PresetName = Literal["tiny", "small", "full"]
+PresetName = Literal["tiny", "tiny112", "small", "full"]
 
 
 class _Config(BaseModel):
@@ -127,6 +127,7 @@ PRESETS: dict[str, ModelConfig] = {
         ),
         text=TextConfig(width=128, depth=2, heads=2),
     ),
+    # (tiny112 below: the same model at 112 px)
     # one GPU, short runs: the full model's widths for the detector, a ViT-S-sized trunk at 504 px
     "small": ModelConfig(
         resolution=504,
@@ -158,3 +159,7 @@ PRESETS: dict[str, ModelConfig] = {
         text=TextConfig(width=1024, depth=24, heads=16),
     ),
 }
+
+# ``tiny`` at 112 px (8x8 patches): the same weights, about 3x cheaper CPU steps. In a 5-minute CPU budget
+# from scratch, three times the steps beat the finer grid (the synthetic shapes are 16-62 px at 224).
+PRESETS["tiny112"] = PRESETS["tiny"].model_copy(update={"resolution": 112})

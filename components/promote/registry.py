@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import re
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict
 
 from components.errors import ConditionFailed, ConfigError, DataError
+from components.model.config import PresetName as Size
 from components.storage import ObjectStore, sha256_bytes
 from components.train.checkpoint import CONFIG, WEIGHTS, checkpoint_config, step_folder
 
@@ -30,8 +31,6 @@ MODEL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _SECRET_RE = re.compile(r"secret|password|passwd|token|access_key|credential", re.IGNORECASE)
 _CLAIM_TRIES = 5
-
-Size = Literal["tiny", "small", "full"]
 
 
 class ModelCard(BaseModel):
@@ -194,8 +193,8 @@ class Registry:
                 return existing, False
         train_config = checkpoint_config(self.store.uri(folder), self.store)
         card_size = (train_config or {}).get("size") or size
-        if card_size not in ("tiny", "small", "full"):
-            raise ConfigError(f"{checkpoint}: model size {card_size!r} is not tiny, small or full")
+        if card_size not in get_args(Size):
+            raise ConfigError(f"{checkpoint}: model size {card_size!r} is not one of {get_args(Size)}")
         version = self._claim()
         base = self._vkey(version)
         self.store.put_bytes(f"{base}/{WEIGHTS}", weights)

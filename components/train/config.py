@@ -6,8 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from components.model.config import PresetName as Size
+
 Stage = Literal["detector", "presence", "joint"]
-Size = Literal["tiny", "small", "full"]
 
 
 class LossWeights(BaseModel):

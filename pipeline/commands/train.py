@@ -9,7 +9,7 @@ def train(
     stage: str = typer.Option(..., "--stage", help="detector | presence | joint"),
     dataset: str = typer.Option(..., "--dataset", help="Dataset URI (s3://.../datasets/NAME/VERSION)."),
     run_id: str = typer.Option(..., "--run", help="Run id: checkpoints go to runs/RUN/STAGE/."),
-    size: str = typer.Option("tiny", "--size", help="tiny | small | full"),
+    size: str = typer.Option("tiny", "--size", help="tiny | tiny112 | small | full"),
     steps: int = typer.Option(100, "--steps", min=1),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per rank per step."),
     init: str | None = typer.Option(None, "--init", help="Checkpoint to start from (s3:// or a path)."),
