@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,10 +31,21 @@ def s3_settings(s3_server: EmbeddedStore) -> S3Settings:
 
 
 @pytest.fixture
-def store(s3_settings: S3Settings) -> ObjectStore:
+def store(s3_settings: S3Settings) -> Iterator[ObjectStore]:
     s = ObjectStore(s3_settings)
     s.ensure_bucket()
-    return s
+    yield s
+    # SeaweedFS gives every bucket its own volumes and stops creating them at a count derived from the
+    # free disk: a suite that left its buckets behind would exhaust them. Empty and drop the bucket.
+    drop_bucket(s)
+
+
+def drop_bucket(store: ObjectStore) -> None:
+    try:
+        store.delete_prefix("")
+        store.client.remove_bucket(store.bucket)
+    except Exception as exc:  # a leaked bucket only costs volumes; the test's own result stands
+        warnings.warn(f"could not drop test bucket {store.bucket}: {exc}", stacklevel=1)
 
 
 @pytest.fixture

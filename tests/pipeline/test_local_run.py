@@ -28,6 +28,7 @@ from components.promote.registry import Registry
 from components.storage import ObjectStore, S3Settings
 from components.train.checkpoint import CheckpointStore
 from pipeline.config import PipelineConfig
+from tests.conftest import drop_bucket
 
 pytestmark = pytest.mark.slow
 
@@ -66,6 +67,7 @@ def env(s3_server: EmbeddedStore, tmp_path_factory: pytest.TempPathFactory) -> I
     ObjectStore(settings).ensure_bucket()
     home = tmp_path_factory.mktemp("home")
     yield {**os.environ, **settings.env(), "SAM3_HOME": str(home)}
+    drop_bucket(ObjectStore(settings))
 
 
 @pytest.fixture(scope="module")
