@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from components.images import TRAINER_IMAGE
+
 
 def train(
     stage: str = typer.Option(..., "--stage", help="detector | presence | joint"),
@@ -17,7 +19,7 @@ def train(
     nproc: int = typer.Option(1, "--nproc", min=1, help="Processes per node."),
     gpus: int = typer.Option(0, "--gpus", min=0, help="GPUs per node (kubernetes)."),
     scheduler: str = typer.Option("local_cwd", "--scheduler", help="local_cwd | kubernetes"),
-    image: str = typer.Option("ghcr.io/sam3-pipeline/trainer:0.1.0", "--image", help="Trainer image."),
+    image: str = typer.Option(TRAINER_IMAGE, "--image", help="Trainer image."),
     queue: str = typer.Option("sam3", "--queue", help="Volcano queue (kubernetes)."),
     namespace: str = typer.Option("sam3", "--namespace", help="Namespace (kubernetes)."),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=1),
