@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from components.errors import ConfigError
 from components.gate.policy import Gate
-from components.images import image
+from components.images import TRAINER_IMAGE
 from components.ingest.config import DataConfig
 from components.train.config import Size, TrainConfig
 from components.train.placement import Cluster, Resources
@@ -87,9 +87,6 @@ class Kubernetes(_Model):
     step_retries: int = Field(default=2, ge=0, le=10, description="KFP retries of a failed step's pod")
     evaluate: Resources = Field(default_factory=Resources, description="the evaluate steps' pod")
 
-    def image(self, kind: Literal["component", "trainer"]) -> str:
-        return image(kind)
-
     def cluster(self) -> Cluster:
         return Cluster(
             namespace=self.namespace,
@@ -100,7 +97,7 @@ class Kubernetes(_Model):
             s3_endpoint=self.s3_endpoint,
             s3_bucket=self.s3_bucket,
             s3_secure=self.s3_secure,
-            trainer_image=self.image("trainer"),
+            trainer_image=TRAINER_IMAGE,
         )
 
 
