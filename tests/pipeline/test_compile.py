@@ -113,3 +113,17 @@ def _all_tasks(spec: dict) -> dict:  # type: ignore[type-arg]
     for component in spec["components"].values():
         tasks.update(component.get("dag", {}).get("tasks", {}))
     return tasks
+
+
+def test_submit_names_an_unreachable_host_and_refuses_a_laptop_config(repo_root: Path) -> None:
+    import subprocess
+    import sys
+
+    def submit(config: str, host: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "pipeline", "submit", "--host", host, "--config", config]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=repo_root)
+
+    down = submit("pipeline/configs/cluster.yaml", "http://127.0.0.1:9")  # nothing listens on port 9
+    assert down.returncode == 1 and "KFP at http://127.0.0.1:9" in down.stderr
+    laptop = submit("pipeline/configs/local.yaml", "http://127.0.0.1:9")
+    assert laptop.returncode == 2 and "scheduler: kubernetes" in laptop.stderr
