@@ -64,7 +64,7 @@ def predict_records(
                 results.extend(_detections(out, q, pair_id, record.height, record.width, score_threshold))
     finally:
         model.train(was_training)
-    log.info("predicted %d detections for %d records", len(results), len(records))
+    log.debug("predicted %d detections for %d records", len(results), len(records))
     return results
 
 
