@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,13 +57,20 @@ def run_all(
     context = multiprocessing.get_context("fork")
     _tasks, _next = tasks, context.Value("i", 0)
     try:
-        with context.Pool(workers - 1) as pool:
-            pending = [pool.apply_async(_take_tasks) for _ in range(workers - 1)]
-            if meanwhile is not None:
-                meanwhile()
-            done = _take_tasks()
-            for result in pending:
-                done.update(result.get())
+        # an executor, not a Pool: on an error it waits for its workers instead of killing them, and
+        # Pool.terminate can deadlock on a queue lock a killed worker held
+        with ProcessPoolExecutor(max_workers=workers - 1, mp_context=context) as pool:
+            pending = [pool.submit(_take_tasks) for _ in range(workers - 1)]
+            try:
+                if meanwhile is not None:
+                    meanwhile()
+                done = _take_tasks()
+            except BaseException:
+                with _next.get_lock():
+                    _next.value = len(tasks)  # the workers stop after the task they are on
+                raise
+            for future in pending:
+                done.update(future.result())
     finally:
         _tasks, _next = (), None
     return [done[i] for i in range(len(tasks))]
