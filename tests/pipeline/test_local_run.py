@@ -144,8 +144,9 @@ def test_run_promotes_and_survives_a_killed_rank(
     assert registry.alias("production").version == 1  # type: ignore[union-attr]
     assert set(card.metrics) == {"detector", "presence"} and card.stage == "presence"
     assert card.run_id == RUN_ID and card.datasets["train"].startswith(store.uri("datasets/smoke/"))
+    (log,) = (Path(env["SAM3_HOME"]) / "kfp" / "logs").glob(f"{RUN_ID}-*.log")
     for secret in (env["SAM3_S3_SECRET_KEY"], env["SAM3_S3_ACCESS_KEY"]):
-        assert secret not in card.model_dump_json()
+        assert secret not in card.model_dump_json() and secret not in err and secret not in log.read_text()
 
 
 def test_impossible_detector_threshold_stops_at_its_gate(
