@@ -237,6 +237,23 @@ def dataset_prefix(name: str, version: str) -> str:
     return f"datasets/{name}/{version}"
 
 
+def stage_prefix(run_id: str, stage: str) -> str:
+    """Where a run's stage keeps its checkpoints, training result and evaluation."""
+    return f"runs/{run_id}/{stage}"
+
+
+def stage_result_key(run_id: str, stage: str) -> str:
+    return f"{stage_prefix(run_id, stage)}/result.json"
+
+
+def evaluation_prefix(run_id: str, stage: str) -> str:
+    return f"{stage_prefix(run_id, stage)}/eval"
+
+
+def evaluation_metrics_key(run_id: str, stage: str) -> str:
+    return f"{evaluation_prefix(run_id, stage)}/metrics.json"
+
+
 def manifest_key(name: str, version: str) -> str:
     return f"{dataset_prefix(name, version)}/manifest.json"
 

@@ -26,6 +26,7 @@ def evaluate_stage(
     from components.ingest.config import DataConfig
     from components.ingest.datasets import gold_annotations
     from components.progress import log_progress, step_logging
+    from components.schemas import evaluation_prefix
     from components.storage import ObjectStore
 
     step_logging()
@@ -36,7 +37,7 @@ def evaluate_stage(
             gold,
             gold_annotations(DataConfig.model_validate_json(data), store, Path(tmp)),
             store,
-            f"runs/{run_id}/{stage}/eval",
+            evaluation_prefix(run_id, stage),
             max_images=max_images or None,
             examples=examples,
             progress=log_progress(logging.getLogger(f"evaluate[{stage}]")),

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from components.evaluate.result import headline
 from components.images import package_version
 from components.promote.registry import Registry
+from components.schemas import evaluation_metrics_key
 from components.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def stage_metrics(store: ObjectStore, run_id: str, stages: list[str]) -> dict[st
     """Headline metrics of each evaluated stage, from ``runs/<run_id>/<stage>/eval/metrics.json``."""
     out: dict[str, dict[str, float]] = {}
     for stage in stages:
-        key = f"runs/{run_id}/{stage}/eval/metrics.json"
+        key = evaluation_metrics_key(run_id, stage)
         if store.exists(key):
             out[stage] = headline(store.get_json(key)["result"])
     return out

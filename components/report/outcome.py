@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from components.evaluate.result import headline
 from components.gate.policy import GateDecision
 from components.promote.promote import Promotion, execution_prefix
+from components.schemas import evaluation_metrics_key, stage_result_key
 from components.storage import ObjectStore
 from components.train.job import StageResult
 
@@ -87,11 +88,11 @@ def collect(
 
 def _stage(store: ObjectStore, run_id: str, execution: str, stage: str) -> StageSummary:
     summary = StageSummary(stage=stage)
-    trained = f"runs/{run_id}/{stage}/result.json"
+    trained = stage_result_key(run_id, stage)
     if store.exists(trained):
         result = StageResult.model_validate(store.get_json(trained))
         summary.steps, summary.seconds, summary.checkpoint = result.steps, result.seconds, result.checkpoint
-    evaluated = f"runs/{run_id}/{stage}/eval/metrics.json"
+    evaluated = evaluation_metrics_key(run_id, stage)
     if store.exists(evaluated):
         doc = store.get_json(evaluated)
         summary.metrics, summary.diagnostics = headline(doc["result"]), doc.get("diagnostics", {})

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from components.model.config import PresetName as Size
+from components.schemas import stage_prefix
 
 Stage = Literal["detector", "presence", "joint"]
 
@@ -81,4 +82,4 @@ class TrainConfig(BaseModel):
 
     @property
     def prefix(self) -> str:
-        return f"runs/{self.run_id}/{self.stage}"
+        return stage_prefix(self.run_id, self.stage)

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from components.errors import LaunchError
+from components.schemas import stage_result_key
 from components.storage import ObjectStore
 from components.train.checkpoint import CheckpointStore
 from components.train.config import TrainConfig
@@ -85,7 +86,7 @@ def run_stage(
     """Train the stage to ``cfg.steps`` (or find it trained); return its final checkpoint."""
     ckpt = CheckpointStore(store, cfg.prefix, keep=cfg.keep_checkpoints)
     record_key = f"{cfg.prefix}/job.json"
-    result_key = f"{cfg.prefix}/result.json"
+    result_key = stage_result_key(cfg.run_id, cfg.stage)
     done = ckpt.latest()
     if done is not None and done.step >= cfg.steps:
         log.info("%s stage already trained to step %d: %s", cfg.stage, done.step, store.uri(done.key))
