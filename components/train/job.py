@@ -59,7 +59,8 @@ class StageResult(BaseModel):
     handle: str | None
 
 
-def topology(cfg: TrainConfig, resources: Resources, *, max_restarts: int, image: str) -> Topology:
+def topology(resources: Resources, scheduler: Scheduler, *, max_restarts: int, image: str) -> Topology:
+    """The torchrun layout; a local job gets a free rendezvous port (concurrent local jobs need their own)."""
     return Topology(
         nnodes=resources.nnodes,
         nproc=resources.nproc,
@@ -67,7 +68,7 @@ def topology(cfg: TrainConfig, resources: Resources, *, max_restarts: int, image
         cpu=resources.cpu,
         mem_mb=resources.memory_gb * 1024,
         max_restarts=max_restarts,
-        rdzv_port=_free_port() if resources.nnodes == 1 else 29500,
+        rdzv_port=_free_port() if scheduler == "local_cwd" else 29500,
         image=image,
     )
 
@@ -106,7 +107,7 @@ def run_stage(
     from torchx.runner import get_runner
     from torchx.specs import AppState
 
-    topo = topology(cfg, resources, max_restarts=max_restarts, image=cluster.trainer_image)
+    topo = topology(resources, scheduler, max_restarts=max_restarts, image=cluster.trainer_image)
     app = stage_app(cfg, topo)
     role = app.roles[0].name
     started = time.time()
@@ -201,7 +202,8 @@ def dryrun(
     from torchx.runner import get_runner
 
     cluster = cluster or Cluster()
-    app = stage_app(cfg, topology(cfg, resources, max_restarts=max_restarts, image=cluster.trainer_image))
+    topo = topology(resources, scheduler, max_restarts=max_restarts, image=cluster.trainer_image)
+    app = stage_app(cfg, topo)
     with get_runner() as runner:
         return str(_request(runner, app, cfg, resources, scheduler, cluster, validate_spec=False))
 
