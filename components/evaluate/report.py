@@ -30,6 +30,7 @@ def render_report(
     predictions: list[dict[str, Any]],
     checkpoint: str,
     examples: int = 4,
+    references: dict[str, dict[str, float]] | None = None,
 ) -> str:
     doc = result.to_json_dict()
     rows = "".join(f"<tr><td>{name}</td><td>{float(doc[name]):.4f}</td></tr>" for name in ROWS)  # type: ignore[arg-type]
@@ -42,6 +43,7 @@ def render_report(
         f"<tr><td><i>{name}</i> (diagnostic)</td><td>{value:.4f}</td></tr>"
         for name, value in diagnostics.items()
     )
+    gap = _references_table(doc, references or {})
     warnings = "".join(f"<p class=warn>{html.escape(w)}</p>" for w in result.warnings)
     figures = "".join(_figure(r, q, predictions, result.score_threshold) for r, q in _pick(records, examples))
     return f"""<!doctype html>
@@ -49,10 +51,28 @@ def render_report(
 <style>body{{font-family:sans-serif}} td{{padding:2px 10px}} figure{{display:inline-block;margin:6px}}
 .warn{{color:#b00}}</style></head><body>
 <h2>Evaluation of {html.escape(checkpoint)}</h2><p>{summary}</p>{warnings}
-<table><tr><th>metric</th><th>value</th></tr>{rows}</table>
+<table><tr><th>metric</th><th>value</th></tr>{rows}</table>{gap}
 <h3>Examples (green: ground truth, red: predictions)</h3>{figures}
 </body></html>
 """
+
+
+def _references_table(doc: dict[str, Any], references: dict[str, dict[str, float]]) -> str:
+    """This model beside the reference predictors, by cgF1 (where a good model would land)."""
+    if not references:
+        return ""
+    rows = [("<b>this model</b>", {k: float(doc[k]) for k in ("cgF1", "IL_MCC", "pmF1")})]
+    rows += [(html.escape(name), metrics) for name, metrics in references.items()]
+    rows.sort(key=lambda row: -row[1]["cgF1"])
+    body = "".join(
+        f"<tr><td>{name}</td><td>{m['cgF1']:.1f}</td><td>{m['IL_MCC']:.3f}</td><td>{m['pmF1']:.1f}</td></tr>"
+        for name, m in rows
+    )
+    return (
+        "<h3>The gap to a good model</h3><p>Reference predictors on the same pairs: the true masks, "
+        "with some words of the phrase ignored (score 1).</p>"
+        f"<table><tr><th>predictor</th><th>cgF1</th><th>IL_MCC</th><th>pmF1</th></tr>{body}</table>"
+    )
 
 
 def _pick(records: list[MediaRecord], k: int) -> list[tuple[MediaRecord, Query]]:

@@ -1,10 +1,15 @@
 """Evaluate a stage's checkpoint on the gold dataset: predictions, metrics, report, all in the store.
 
 Outputs go next to the checkpoint's stage: ``runs/<run_id>/<stage>/eval/``
-(``predictions.json``, ``metrics.json`` written last with the SAM 3 metrics and
-threshold-free diagnostics (components.evaluate.diagnostics), ``report.html``). The
-step is deterministic for a checkpoint and gold set, so a finished evaluation
-is reused.
+(``predictions.json``, ``metrics.json`` written last with the SAM 3 metrics,
+threshold-free diagnostics (components.evaluate.diagnostics) and the scores of
+any reference predictors, ``report.html``). The step is deterministic for a
+checkpoint and gold set, so a finished evaluation is reused.
+
+Reference predictors make the gap to a good model visible: for the synthetic
+gold set they are hand-made predictors with the true masks that ignore some
+words of the phrase (components.synthetic.baselines), so a reader sees where
+between "no recognition" and the oracle the trained model lands.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +40,7 @@ class StageEvaluation:
     metrics_uri: str
     report_html: str
     diagnostics: dict[str, float]
+    references: dict[str, dict[str, float]]
 
     def headline(self) -> dict[str, float]:
         return headline(self.result.to_json_dict())
@@ -113,7 +119,9 @@ def evaluate_checkpoint(
     max_images: int | None = None,
     examples: int = 4,
     progress: Progress | None = None,
+    references: Mapping[str, list[dict[str, Any]]] | None = None,
 ) -> StageEvaluation:
+    """Predict, score and report; ``references``: name -> predictions (SA-Co results) scored beside."""
     from components.evaluate.report import render_report
 
     metrics_key = f"{out_prefix}/metrics.json"
@@ -124,8 +132,9 @@ def evaluate_checkpoint(
             log.info("evaluation of %s already at %s", checkpoint, store.uri(metrics_key))
             result = EvaluationResult.model_validate(saved["result"])
             predictions = json.loads(store.get_bytes(f"{out_prefix}/predictions.json"))
-            html = render_report(result, saved["diagnostics"], records, predictions, checkpoint, examples)
-            return StageEvaluation(result, store.uri(metrics_key), html, saved["diagnostics"])
+            found, scored = saved["diagnostics"], saved.get("references", {})
+            html = render_report(result, found, records, predictions, checkpoint, examples, scored)
+            return StageEvaluation(result, store.uri(metrics_key), html, found, scored)
     model, resolution = load_checkpoint_model(checkpoint, store)
     predictions = predict_dataset(model, resolution, records, progress=progress)
     with tempfile.TemporaryDirectory(prefix="sam3-eval-") as tmp:
@@ -139,9 +148,34 @@ def evaluate_checkpoint(
             ]
         result = evaluate_images(gt_paths, pred_path)
         found = diagnostics(gt_paths[0], predictions)
-    html = render_report(result, found, records, predictions, checkpoint, examples)
+        scored = score_references(gt_paths, references or {}, Path(tmp))
+    html = render_report(result, found, records, predictions, checkpoint, examples, scored)
     store.put_bytes(f"{out_prefix}/predictions.json", json.dumps(predictions).encode(), "application/json")
     store.put_bytes(f"{out_prefix}/report.html", html.encode(), "text/html")
-    doc = {"checkpoint": checkpoint, "gold": gold, "result": result.to_json_dict(), "diagnostics": found}
+    doc = {
+        "checkpoint": checkpoint,
+        "gold": gold,
+        "result": result.to_json_dict(),
+        "diagnostics": found,
+        "references": scored,
+    }
     store.put_json(metrics_key, doc)  # last: the commit
-    return StageEvaluation(result, store.uri(metrics_key), html, found)
+    return StageEvaluation(result, store.uri(metrics_key), html, found, scored)
+
+
+def score_references(
+    gt_paths: list[Path], references: Mapping[str, list[dict[str, Any]]], tmp: Path
+) -> dict[str, dict[str, float]]:
+    """Headline metrics of each reference predictor on the same ground truth (the model's evaluated pairs).
+
+    Predictions for pairs outside the ground truth (images not evaluated) are dropped first.
+    """
+    if not references:
+        return {}
+    pairs = {im["id"] for im in json.loads(gt_paths[0].read_text())["images"]}
+    scored = {}
+    for i, (name, predictions) in enumerate(references.items()):
+        path = tmp / f"reference-{i}.json"
+        path.write_text(json.dumps([p for p in predictions if p["image_id"] in pairs]))
+        scored[name] = headline(evaluate_images(gt_paths, path, workers=1).to_json_dict())
+    return scored

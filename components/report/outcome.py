@@ -32,6 +32,7 @@ class StageSummary(BaseModel):
     checkpoint: str | None = None
     metrics: dict[str, float] = {}
     diagnostics: dict[str, float] = {}
+    references: dict[str, dict[str, float]] = {}
     gate: Literal["passed", "failed", "not run"] = "not run"
     reasons: list[str] = []
 
@@ -96,6 +97,7 @@ def _stage(store: ObjectStore, run_id: str, execution: str, stage: str) -> Stage
     if store.exists(evaluated):
         doc = store.get_json(evaluated)
         summary.metrics, summary.diagnostics = headline(doc["result"]), doc.get("diagnostics", {})
+        summary.references = doc.get("references", {})
     gated = gate_key(run_id, execution, stage)
     if store.exists(gated):
         decision = GateDecision.model_validate(store.get_json(gated))

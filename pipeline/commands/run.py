@@ -80,6 +80,16 @@ def print_summary(outcome: Outcome) -> None:
                 f"({100 * d['top_detection_iou_over_50']:.0f}% of positive pairs > 0.5), "
                 f"max score {d['max_score']:.3f} (0.5 counts)"
             )
+    references = next((s.references for s in reversed(outcome.stages) if s.references), None)
+    if references:  # the gap to a good model on the same gold pairs
+        stderr.print(
+            "references on the same gold pairs (true masks, words of the phrase ignored), cgF1: "
+            + ", ".join(
+                f"{name} {m['cgF1']:.1f}"
+                for name, m in sorted(references.items(), key=lambda r: -r[1]["cgF1"])
+            ),
+            soft_wrap=True,
+        )
     if outcome.promotion is not None:
         p = outcome.promotion
         was = f" (was version {p.previous})" if p.previous is not None else ""

@@ -139,6 +139,8 @@ def test_run_promotes_and_survives_a_killed_rank(
     assert "promoted smoke version 1 -> production" in err
     for stage in ("detector", "presence"):
         assert re.search(rf"│ {stage}\s+│\s+\d+ │", err), err[-2000:]  # the summary table
+    # the gap to a good model: reference predictors scored on the same gold pairs
+    assert re.search(r"references on the same gold pairs .*: oracle 100\.0, .*, no recognition 0\.0\n", err)
     registry = Registry(store, "smoke")
     card = registry.card(1)
     assert registry.alias("production").version == 1  # type: ignore[union-attr]
