@@ -23,5 +23,6 @@ def report_outcome(
     store = ObjectStore.from_env()
     error = status.error_message or ""
     outcome = collect(store, run_id, execution, [str(s) for s in stages], status.state, error)
-    logging.getLogger("outcome").info("%s: %s", outcome.verdict, outcome.model_dump_json())
-    return record(store, outcome)
+    uri = record(store, outcome)
+    logging.getLogger("outcome").info("%s: %s (%s)", outcome.verdict, outcome.brief(), uri)
+    return uri

@@ -50,6 +50,19 @@ class Outcome(BaseModel):
     promotion: Promotion | None = None
     finished_at: float = Field(default_factory=time.time)
 
+    def brief(self) -> str:
+        """One line for logs: each stage's headline metrics and gate, then the promotion or the error."""
+        parts = []
+        for s in self.stages:
+            scores = " ".join(f"{k} {s.metrics[k]:.3g}" for k in ("cgF1", "IL_MCC", "pmF1") if k in s.metrics)
+            parts.append(f"{s.stage} {scores or 'not evaluated'}, gate {s.gate}")
+        if self.promotion is not None:
+            p = self.promotion
+            parts.append(f"{p.model} version {p.version} -> {p.alias}")
+        elif self.error:
+            parts.append(self.error)
+        return "; ".join(parts)
+
     @property
     def exit_code(self) -> int:
         return {"promoted": 0, "stopped": 3, "failed": 1}[self.verdict]

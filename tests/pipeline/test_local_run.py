@@ -157,6 +157,10 @@ def test_impossible_detector_threshold_stops_at_its_gate(
     code, out, err = run(with_gates({"cgF1": 100.0}, {}), env, tmp_path)
     assert code == 3, err[-4000:]
     assert "stopped by the detector gate" in err and re.search(r"cgF1 [\d.]+ < 100", err)
+    # the exit handler's one-line outcome (the full record is outcome.json)
+    assert re.search(
+        r"stopped: detector cgF1 \S+ IL_MCC \S+ pmF1 \S+, gate failed; presence not evaluated", err
+    )
     assert out.strip().splitlines()[-1].endswith("/outcome.json")
     registry = Registry(store, "smoke")
     assert registry.versions() == [1] and registry.alias("production").version == 1  # type: ignore[union-attr]
