@@ -22,6 +22,8 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +38,10 @@ from components.evaluate.result import headline
 from components.evaluate.stage import image_records, score_references
 from components.ingest.ingest import Ingest
 from components.ingest.sources import SourceSpec
-from components.model.batch import records_to_batch
+from components.model.batch import ModelBatch, records_to_batch
 from components.model.builder import build_model
 from components.model.config import ModelConfig
-from components.model.loss import build_criterion, forward_and_loss
+from components.model.loss import build_criterion
 from components.model.predict import predict_records
 from components.negatives.negatives import mine_negatives
 from components.schemas import MediaRecord
@@ -48,6 +50,7 @@ from components.synthetic import generate
 from components.synthetic.baselines import all_predictions
 from components.train.config import TrainConfig
 from components.train.optim import build_optimizer, trainable
+from components.train.trainer import Distributed, Trainer
 
 LOCAL = Path(__file__).resolve().parent.parent / "pipeline" / "configs" / "local.yaml"
 DEFAULT_VARIANTS = {
@@ -69,7 +72,13 @@ def recipe(overrides: dict[str, Any], dataset: str, steps: int) -> tuple[TrainCo
 
 
 def train_and_evaluate(
-    cfg: TrainConfig, schedule: str, train: list[MediaRecord], gold: list[MediaRecord], gt: Path, tmp: Path
+    cfg: TrainConfig,
+    schedule: str,
+    store: ObjectStore,
+    train: list[MediaRecord],
+    gold: list[MediaRecord],
+    gt: Path,
+    tmp: Path,
 ) -> dict[str, float]:
     torch.manual_seed(cfg.seed)
     resolution = ModelConfig.preset(cfg.size).resolution
@@ -81,18 +90,24 @@ def train_and_evaluate(
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
     criterion = build_criterion(cfg.loss)
     rng = random.Random(cfg.seed)
+
+    def batches() -> Iterator[ModelBatch]:
+        while True:
+            yield records_to_batch(
+                rng.sample(train, cfg.batch_size),
+                resolution=resolution,
+                max_queries_per_image=cfg.max_queries_per_image,
+                exemplar_prob=cfg.exemplar_prob,
+                positive_fraction=cfg.positive_fraction,
+                rng=rng,
+            )
+
+    # the trainer's own step (forward, loss, backward over grad_accumulation micro-batches), one CPU process
+    trainer, world = Trainer(cfg, store), Distributed(0, 1, 0, torch.device("cpu"))
+    stream = batches()
     started = time.perf_counter()
     for step in range(cfg.steps):
-        batch = records_to_batch(
-            rng.sample(train, cfg.batch_size),
-            resolution=resolution,
-            max_queries_per_image=cfg.max_queries_per_image,
-            exemplar_prob=cfg.exemplar_prob,
-            positive_fraction=cfg.positive_fraction,
-            rng=rng,
-        )
-        loss, _ = forward_and_loss(model, batch, criterion)
-        loss.backward()
+        trainer.train_step(model, stream, criterion, nullcontext(), world)
         torch.nn.utils.clip_grad_norm_(
             [p for p in model.parameters() if p.requires_grad], cfg.optim.grad_clip
         )
@@ -139,7 +154,7 @@ def main() -> None:
             for label, overrides in variants.items():
                 cfg, schedule = recipe(dict(overrides), mined, args.steps)
                 print(f"{label}: {args.steps} steps of {cfg.size}, batch {cfg.batch_size}", flush=True)
-                rows[label] = train_and_evaluate(cfg, schedule, train, gold, gt, tmp)
+                rows[label] = train_and_evaluate(cfg, schedule, store, train, gold, gt, tmp)
         finally:
             server.down()
     print(f"\n{'variant':<22}{'cgF1':>7}{'IL_MCC':>8}{'pmF1':>7}{'rec.AUC':>9}{'top IoU':>9}{'s/step':>8}")
