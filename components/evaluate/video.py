@@ -206,7 +206,7 @@ def _masklets(
     else:
         _check_masks(path, what, records, order, regions, videos)
         flat = [rle for m in regions for rle in m]
-        flat_areas = np.asarray(mask_utils.area(flat), dtype=np.int64) if flat else np.zeros(0, np.int64)
+        flat_areas = _areas(flat)
         bounds = np.cumsum([0] + [len(m) for m in regions])
         areas = [flat_areas[bounds[k] : bounds[k + 1]] for k in range(len(regions))]
     return Masklets(
@@ -248,6 +248,16 @@ def _check_masks(
         for t, rle in enumerate(m):
             if rle is None:
                 m[t] = empty_rle(video["height"], video["width"])
+
+
+AREA_CHUNK = 255
+"""pycocotools 2.0.11 ``area`` fails on more than 255 masks in one call (its count overflows a uint8)."""
+
+
+def _areas(rles: list[Any]) -> np.ndarray:
+    """Pixels of each mask, ``mask_utils.area`` in chunks that it can take."""
+    parts = [mask_utils.area(rles[i : i + AREA_CHUNK]) for i in range(0, len(rles), AREA_CHUNK)]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
 
 def _frame_counts(videos: list[Video]) -> dict[int, int]:

@@ -244,6 +244,15 @@ def test_masklet_iou_sums_intersections_and_unions_over_frames(tmp_path: Path) -
     assert r.per_threshold.TP == [1] * 5 + [0] * 5  # 0.50 ... 0.70
 
 
+def test_more_than_255_masks_in_one_file(tmp_path: Path) -> None:
+    """pycocotools 2.0.11 cannot take more than 255 masks in one ``area`` call: 30 masklets x 10 frames."""
+    masklets = [[rect(i % 8, i % 8 + 2, t % 8, t % 8 + 2) for t in range(10)] for i in range(30)]
+    gt = video_gt(tmp_path, masklets, frames=10)
+    preds = [{"video_id": 1, "category_id": 1, "score": 0.9, "segmentations": m} for m in masklets]
+    r = evaluate_videos(gt, write_json(tmp_path / "vp.json", preds))
+    assert r.counts.IL_TP == 1 and r.per_threshold.TP == [30] * 10
+
+
 def test_masklets_empty_in_every_frame_have_iou_one(tmp_path: Path) -> None:
     gt = video_gt(tmp_path, [[None, None, None]])
     preds = [
