@@ -91,11 +91,15 @@ def _parameters_on_meta() -> Iterator[None]:
         nn.Module.register_buffer = register_buffer  # type: ignore[method-assign]
 
 
-def build_model(size_or_config: str | ModelConfig, device: Literal["cpu", "meta"] = "cpu") -> nn.Module:
+def build_model(
+    size_or_config: str | ModelConfig, device: Literal["cpu", "meta"] = "cpu", *, tracker_neck: bool = False
+) -> nn.Module:
     """The official ``Sam3Image`` at the given size, freshly initialised, in training mode.
 
     ``device="meta"`` allocates no weights: for checking keys and shapes, and for
     counting parameters. Move a CPU-built model to a GPU with ``.to("cuda")``.
+    ``tracker_neck``: the vision neck also feeds the video tracker (the released
+    video model's ``sam2_convs``: a second set of FPN convolutions over the same trunk).
     """
     ensure_compat()
     cfg = ModelConfig.preset(size_or_config) if isinstance(size_or_config, str) else size_or_config
@@ -103,11 +107,11 @@ def build_model(size_or_config: str | ModelConfig, device: Literal["cpu", "meta"
         raise ConfigError(f"build_model device must be 'cpu' or 'meta', not {device!r}")
     if device == "meta":
         with _parameters_on_meta():
-            model = _build(cfg, _NoTokenizer())
+            model = _build(cfg, _NoTokenizer(), tracker_neck)
     else:
         from sam3.model.tokenizer_ve import SimpleTokenizer
 
-        model = _build(cfg, SimpleTokenizer(bpe_path=str(bpe_vocab_path())))
+        model = _build(cfg, SimpleTokenizer(bpe_path=str(bpe_vocab_path())), tracker_neck)
     log.info(
         "built SAM 3 image model: resolution %d, d_model %d, %.2fM parameters on %s",
         cfg.resolution,
@@ -129,13 +133,13 @@ def _attention(cfg: ModelConfig, *, dropout: float | None = None, batch_first: b
     )
 
 
-def _build(cfg: ModelConfig, tokenizer: Callable[..., torch.Tensor]) -> nn.Module:
+def _build(cfg: ModelConfig, tokenizer: Callable[..., torch.Tensor], tracker_neck: bool = False) -> nn.Module:
     from sam3.model.model_misc import MLP, DotProductScoring, TransformerWrapper
     from sam3.model.sam3_image import Sam3Image
     from sam3.model.vl_combiner import SAM3VLBackbone
     from sam3.train.matcher import BinaryHungarianMatcherV2
 
-    backbone = SAM3VLBackbone(visual=_vision(cfg), text=_text(cfg, tokenizer), scalp=1)
+    backbone = SAM3VLBackbone(visual=_vision(cfg, tracker_neck), text=_text(cfg, tokenizer), scalp=1)
     transformer = TransformerWrapper(encoder=_encoder(cfg), decoder=_decoder(cfg), d_model=cfg.d_model)
     prompt_mlp = MLP(
         input_dim=cfg.d_model,
@@ -164,7 +168,7 @@ def _build(cfg: ModelConfig, tokenizer: Callable[..., torch.Tensor]) -> nn.Modul
     )
 
 
-def _vision(cfg: ModelConfig) -> nn.Module:
+def _vision(cfg: ModelConfig, tracker_neck: bool = False) -> nn.Module:
     from sam3.model.necks import Sam3DualViTDetNeck
     from sam3.model.position_encoding import PositionEmbeddingSine
     from sam3.model.vitdet import ViT
@@ -204,7 +208,7 @@ def _vision(cfg: ModelConfig) -> nn.Module:
         position_encoding=position_encoding,
         d_model=cfg.d_model,
         scale_factors=[4.0, 2.0, 1.0, 0.5],
-        add_sam2_neck=False,
+        add_sam2_neck=tracker_neck,
     )
 
 

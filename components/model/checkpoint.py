@@ -3,9 +3,11 @@
 Storage is the trainer's business; this module only maps keys. Layouts seen:
 the project's own (``Sam3Image.state_dict()``), a DDP- or ``torch.compile``-
 wrapped model (``module.`` / ``_orig_mod.`` prefixes), a ``{"model": {...}}``
-wrapper, and Meta's released checkpoints, which hold a whole video model: the
-image model under ``detector.`` and the tracker under ``tracker.`` (dropped:
-the image model has no tracker), as ``sam3.model_builder`` loads them.
+wrapper, and video-model checkpoints (Meta's released ones and the project's
+tracker and joint stages): the image model under ``detector.`` and the tracker
+under ``tracker.``. Loaded into the image model, the tracker and the vision
+neck's tracker-only convolutions are dropped, as ``sam3.model_builder`` does;
+the video model (components.model.video) keeps the layout (``video=True``).
 """
 
 from __future__ import annotations
@@ -25,10 +27,14 @@ WRAPPERS = ("module.", "_orig_mod.")
 RECOMPUTED = (".attn.freqs_cis",)
 """Buffers the model computes from its config (ViT RoPE tables): always the model's own, never loaded."""
 SHOWN = 5
+TRACKER_NECK = ".sam2_convs."
 
 
-def normalize_state_dict(state_dict: Mapping[str, object]) -> dict[str, torch.Tensor]:
-    """Keys as ``Sam3Image.state_dict()`` names them (see the module docstring for the layouts)."""
+def normalize_state_dict(state_dict: Mapping[str, object], video: bool = False) -> dict[str, torch.Tensor]:
+    """Keys as ``Sam3Image.state_dict()`` names them (see the module docstring for the layouts).
+
+    ``video``: keys as the video model names them (``detector.*``, ``tracker.*``): wrappers only are removed.
+    """
     model = state_dict.get("model")
     if isinstance(model, Mapping) and all(isinstance(k, str) for k in model):
         state_dict = model
@@ -37,6 +43,8 @@ def normalize_state_dict(state_dict: Mapping[str, object]) -> dict[str, torch.Te
         while key.startswith(WRAPPERS):
             key = key.split(".", 1)[1]
         out[key] = value  # type: ignore[assignment]
+    if video:
+        return out
     if any(key.startswith(DETECTOR) for key in out):
         dropped = sum(not key.startswith(DETECTOR) for key in out)
         if dropped:
@@ -47,16 +55,23 @@ def normalize_state_dict(state_dict: Mapping[str, object]) -> dict[str, torch.Te
     return out
 
 
-def load_weights(model: nn.Module, state_dict: Mapping[str, object], source: str) -> None:
+def load_weights(
+    model: nn.Module, state_dict: Mapping[str, object], source: str, *, video: bool = False
+) -> None:
     """Load ``state_dict`` (any layout above) into ``model``, or raise DataError naming ``source``.
 
     Every key must match, in name and shape. The model must hold real tensors
-    (a meta-device model has no buffers to keep).
+    (a meta-device model has no buffers to keep). An image model takes the detector
+    of a video checkpoint: the vision neck's convolutions that feed only the tracker
+    (``sam2_convs``) are left out when the model has none. ``video``: the model is
+    the video model (components.model.video) and the keys keep its layout.
     """
     current = model.state_dict()
     if any(t.is_meta for t in current.values()):
         raise ConfigError("cannot load weights into a model on the meta device: build it on 'cpu'")
-    weights = {k: v for k, v in normalize_state_dict(state_dict).items() if not k.endswith(RECOMPUTED)}
+    weights = {k: v for k, v in normalize_state_dict(state_dict, video).items() if not k.endswith(RECOMPUTED)}
+    if not any(TRACKER_NECK in k for k in current):
+        weights = {k: v for k, v in weights.items() if TRACKER_NECK not in k}
     expected = {k: v for k, v in current.items() if not k.endswith(RECOMPUTED)}
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))

@@ -10,6 +10,9 @@ where CUDA (and Triton) work:
   CUDA they go to the default device instead (normally the CPU).
 - ``SequenceGeometryEncoder._encode_boxes`` calls ``pin_memory()``, which needs
   CUDA: without CUDA pinning is skipped.
+- The tracker's memory read (``Sam3TrackerBase._prepare_memory_conditioned_features``)
+  moves past memories with ``.cuda()`` and pins its temporal positions: without
+  CUDA both are no-ops there.
 - The focal loss calls a Triton kernel: for tensors not on CUDA it takes the
   package's own plain-PyTorch branch (``triton=False``).
 - The tracker's point sampler calls a Triton distance transform: for tensors
@@ -55,6 +58,7 @@ def ensure_compat() -> None:
     _patch_position_encoding()
     _patch_decoder_coords()
     _patch_pin_memory()
+    _patch_tracker_memory()
     _patch_focal_loss()
     _patch_edt()
     _patch_text_init()
@@ -140,6 +144,31 @@ def _patch_pin_memory() -> None:
         return _encode_boxes
 
     _patch(SequenceGeometryEncoder, "_encode_boxes", make)
+
+
+class _TensorsStayPut(TorchFunctionMode):
+    """Makes ``Tensor.cuda()`` and ``Tensor.pin_memory()`` return the tensor itself."""
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func in (torch.Tensor.cuda, torch.Tensor.pin_memory):
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+def _patch_tracker_memory() -> None:
+    from sam3.model.sam3_tracker_base import Sam3TrackerBase
+
+    def make(prepare: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(prepare)
+        def _prepare_memory_conditioned_features(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if torch.cuda.is_available():
+                return prepare(self, *args, **kwargs)
+            with _TensorsStayPut():
+                return prepare(self, *args, **kwargs)
+
+        return _prepare_memory_conditioned_features
+
+    _patch(Sam3TrackerBase, "_prepare_memory_conditioned_features", make)
 
 
 def _patch_focal_loss() -> None:

@@ -44,8 +44,37 @@ class TextConfig(_Config):
     context_length: int = Field(default=32, gt=2)
 
 
+class TrackerConfig(_Config):
+    """The SAM 2-style tracker that shares the detector's vision encoder (memory encoder, memory attention,
+    SAM prompt encoder and mask decoder with its IoU and object-score heads)."""
+
+    memory_layers: int = Field(
+        default=4, gt=0, description="memory-attention layers (self + cross to memories)"
+    )
+    memory_dim: int = Field(default=64, gt=0, description="channels of a spatial memory; divides d_model")
+    memory_frames: int = Field(
+        default=7, ge=2, description="the conditioning frame + the latest previous ones"
+    )
+    memory_feedforward: int = Field(default=2048, gt=0)
+    decoder_mlp: int = Field(
+        default=2048, gt=0, description="MLP width of the mask decoder's two-way transformer"
+    )
+    decoder_heads: int = Field(default=8, gt=0)
+    iou_head: int = Field(default=256, gt=0, description="hidden width of the IoU-prediction head")
+    max_object_pointers: int = Field(
+        default=16, gt=0, description="object pointers of past frames attended to"
+    )
+    multimask_tracking: bool = Field(
+        default=True,
+        description="three candidate masks on tracked frames, chosen by the IoU head (as released); off: "
+        "one mask, and no swap to a candidate at inference (a model trained briefly from scratch has no "
+        "IoU head yet to choose with)",
+    )
+
+
 class ModelConfig(_Config):
-    """Sizes of the SAM 3 image model: detector with presence head, mask head, geometry (exemplar) encoder."""
+    """Sizes of the SAM 3 model: detector with presence head, mask head, geometry (exemplar) encoder; and the
+    video tracker (``tracker``, built only for the video stages)."""
 
     resolution: int = Field(gt=0, description="square input side in px")
     d_model: int = Field(gt=0, description="width of encoder, decoder, heads and prompts")
@@ -65,6 +94,7 @@ class ModelConfig(_Config):
     )
     vision: VisionConfig
     text: TextConfig
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
@@ -90,6 +120,12 @@ class ModelConfig(_Config):
             problems.append("vision global_blocks must include the last block (later blocks would be unused)")
         if v.pretrain_size % v.patch_size:
             problems.append(f"vision pretrain_size {v.pretrain_size} is not a multiple of patch_size")
+        if self.d_model % self.tracker.memory_dim:
+            problems.append(
+                f"tracker memory_dim {self.tracker.memory_dim} must divide d_model {self.d_model}"
+            )
+        if self.d_model % self.tracker.decoder_heads:
+            problems.append(f"d_model {self.d_model} is not divisible by tracker decoder_heads")
         if t.width % t.heads:
             problems.append(f"text width {t.width} is not divisible by text heads {t.heads}")
         if problems:
@@ -126,6 +162,15 @@ PRESETS: dict[str, ModelConfig] = {
             width=128, depth=2, heads=2, window_size=8, global_blocks=(1,), pretrain_size=112, drop_path=0.0
         ),
         text=TextConfig(width=128, depth=2, heads=2),
+        tracker=TrackerConfig(
+            memory_layers=1,
+            memory_dim=16,
+            memory_feedforward=256,
+            decoder_mlp=256,
+            decoder_heads=4,
+            iou_head=64,
+            multimask_tracking=False,
+        ),
     ),
     # (tiny112 below: the same model at 112 px)
     # one GPU, short runs: the full model's widths for the detector, a ViT-S-sized trunk at 504 px
@@ -142,8 +187,9 @@ PRESETS: dict[str, ModelConfig] = {
             width=384, depth=12, heads=6, window_size=12, global_blocks=(2, 5, 8, 11), pretrain_size=168
         ),
         text=TextConfig(width=512, depth=6, heads=8),
+        tracker=TrackerConfig(memory_layers=2, memory_feedforward=1024, decoder_mlp=1024),
     ),
-    # the released architecture (sam3.model_builder.build_sam3_image_model)
+    # the released architecture (sam3.model_builder.build_sam3_image_model; the tracker of build_tracker)
     "full": ModelConfig(
         resolution=1008,
         d_model=256,

@@ -42,3 +42,49 @@ def synthetic_record(index: int, *, size: int = 96, seed: int = 0, split: str = 
             for n, q in enumerate(queries)
         ],
     )
+
+
+def synthetic_video_record(
+    index: int, *, size: int = 96, frames: int = 8, seed: int = 0, split: str = "video_train"
+) -> MediaRecord:
+    """Video ``index`` of a synthetic video split as a shard record (per-frame masks, None while hidden)."""
+    from components.synthetic.video import video_item
+
+    clip, queries = video_item(seed, split, index, size, frames)
+    encoded = []
+    for image in clip.frames:
+        buf = io.BytesIO()
+        Image.fromarray(image, mode="RGB").save(buf, format="JPEG", quality=90)
+        encoded.append(buf.getvalue())
+    per_track = []
+    for track in clip.tracks:
+        rles = [masks.encode(v) if v.any() else None for v in track.visible]
+        per_track.append(
+            (
+                [None if r is None else str(r["counts"]) for r in rles],
+                [None if r is None else masks.normalised(masks.box_xywh(r), size, size) for r in rles],
+            )
+        )
+    media_id = f"video:{split}:{index}"
+    return MediaRecord(
+        media_id=media_id,
+        source="video",
+        kind="video",
+        origin=f"{index + 1:05d}",
+        width=size,
+        height=size,
+        frames=encoded,
+        queries=[
+            Query(
+                query_id=f"{media_id}:{n}",
+                origin_id=f"{index + 1}:{n + 1}",
+                noun_phrase=q.noun_phrase,
+                positive=q.positive,
+                hard_negative=q.hard_negative,
+                instances=[
+                    Instance(object_id=i, boxes=per_track[i][1], masks=per_track[i][0]) for i in q.instances
+                ],
+            )
+            for n, q in enumerate(queries)
+        ],
+    )

@@ -1,0 +1,380 @@
+"""The SAM 3 video model: the image detector and a SAM 2-style tracker on one vision encoder.
+
+Layout as released (``sam3.model_builder.build_sam3_video_model``): ``detector.*``
+is the image model (``Sam3Image``, its vision neck with the second set of FPN
+convolutions that feed the tracker) and ``tracker.*`` the official
+``Sam3TrackerBase`` modules (memory encoder, memory attention, SAM prompt encoder
+and mask decoder with IoU and object-score heads), sized by ``ModelConfig.tracker``.
+The tracker reads the detector's backbone features; it has no backbone of its own.
+
+The release has no way to train the tracker (its ``forward`` raises and
+``forward_tracking`` reads attributes that are never set), so this module owns
+the per-frame loop: ``track`` runs one group of objects from their prompt frame
+to the end of a clip, frame by frame, through the official building blocks
+(``_prepare_memory_conditioned_features``, ``_forward_sam_heads``,
+``_use_mask_as_output``, ``_encode_new_memory``), keeping what the loss needs
+(every candidate mask, the IoU predictions and the object-score logits).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from components.model.compat import ensure_compat
+from components.model.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+TRACKER = "tracker."
+
+
+@dataclass
+class Prompt:
+    """How a group of objects is prompted on their first frame: binary masks, or clicks.
+
+    ``masks``: (B, 1, R, R) float; ``points``: (B, P, 2) pixel (x, y) at the model
+    resolution and ``labels``: (B, P) int32 (1 positive click, 2/3 box corners).
+    """
+
+    masks: torch.Tensor | None = None
+    points: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+
+    def point_inputs(self) -> dict[str, torch.Tensor] | None:
+        if self.points is None:
+            return None
+        return {"point_coords": self.points, "point_labels": self.labels}  # type: ignore[dict-item]
+
+    def to(self, device: torch.device) -> Prompt:
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return Prompt(move(self.masks), move(self.points), move(self.labels))
+
+
+class FrameOutput(NamedTuple):
+    """One frame of a tracked group (B objects): what the loss and the predictions read.
+
+    A named tuple, so that DDP finds the tensors in the model's output (it walks tuples, not dataclasses).
+    """
+
+    frame: int
+    masks: torch.Tensor  # (B, 1, R, R) logits of the chosen mask
+    multimasks: torch.Tensor  # (B, M, R, R) logits of every candidate
+    ious: torch.Tensor  # (B, M) predicted IoU of each candidate
+    object_logits: torch.Tensor  # (B, 1) is the object visible in this frame
+    from_prompt: bool  # the output is the mask prompt itself (nothing predicted)
+
+
+@dataclass
+class Features:
+    """A clip's backbone features for the tracker: per level (HW, T, C), positions alike, level sizes."""
+
+    feats: list[torch.Tensor]
+    pos: list[torch.Tensor]
+    sizes: list[tuple[int, int]]
+
+    def frame(self, t: int, batch: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        return (
+            [x[:, t : t + 1].expand(-1, batch, -1) for x in self.feats],
+            [x[:, t : t + 1].expand(-1, batch, -1) for x in self.pos],
+        )
+
+
+def _tracker_class() -> type:
+    ensure_compat()
+    from sam3.model.sam3_tracker_base import Sam3TrackerBase
+    from sam3.sam.mask_decoder import MLP, MaskDecoder
+    from sam3.sam.prompt_encoder import PromptEncoder
+    from sam3.sam.transformer import TwoWayTransformer
+
+    class Tracker(Sam3TrackerBase):
+        """``Sam3TrackerBase`` with its SAM heads sized by config (the release hard-codes the full size)."""
+
+        def __init__(self, *, decoder_mlp: int, decoder_heads: int, iou_head: int, **kwargs: Any) -> None:
+            object.__setattr__(self, "_head_sizes", (decoder_mlp, decoder_heads, iou_head))
+            super().__init__(**kwargs)
+            # read by the official code in training mode, never set by it
+            self.teacher_force_obj_scores_for_mem = False
+            self.prob_to_dropout_spatial_mem = 0.0
+            self.rng = np.random.default_rng(0)
+
+        def _build_sam_heads(self) -> None:
+            mlp, heads, iou = self._head_sizes
+            dim = self.hidden_dim
+            self.sam_prompt_embed_dim = dim
+            self.sam_image_embedding_size = self.image_size // self.backbone_stride
+            side = self.sam_image_embedding_size
+            self.sam_prompt_encoder = PromptEncoder(
+                embed_dim=dim,
+                image_embedding_size=(side, side),
+                input_image_size=(self.image_size, self.image_size),
+                mask_in_chans=16,
+            )
+            self.sam_mask_decoder = MaskDecoder(
+                num_multimask_outputs=3,
+                transformer=TwoWayTransformer(depth=2, embedding_dim=dim, mlp_dim=mlp, num_heads=heads),
+                transformer_dim=dim,
+                iou_head_depth=3,
+                iou_head_hidden_dim=iou,
+                use_high_res_features=True,
+                iou_prediction_use_sigmoid=True,
+                pred_obj_scores=True,
+                pred_obj_scores_mlp=True,
+                use_multimask_token_for_obj_ptr=True,
+                **(self.sam_mask_decoder_extra_args or {}),
+            )
+            self.obj_ptr_proj = MLP(dim, dim, dim, 3)
+            self.obj_ptr_tpos_proj = nn.Linear(dim, self.mem_dim)
+
+    return Tracker
+
+
+def build_tracker(cfg: ModelConfig) -> nn.Module:
+    """The official tracker modules at ``cfg``'s size (``full``: as ``sam3.model_builder.build_tracker``)."""
+    ensure_compat()
+    from sam3.model.decoder import TransformerDecoderLayerv2, TransformerEncoderCrossAttention
+    from sam3.model.memory import CXBlock, SimpleFuser, SimpleMaskDownSampler, SimpleMaskEncoder
+    from sam3.model.model_misc import TransformerWrapper
+    from sam3.model.position_encoding import PositionEmbeddingSine
+    from sam3.sam.transformer import RoPEAttention
+
+    t, d = cfg.tracker, cfg.d_model
+    side = cfg.feature_size
+    dropout = 0.1 if cfg.dropout > 0 else 0.0
+    memory_encoder = SimpleMaskEncoder(
+        out_dim=t.memory_dim,
+        in_dim=d,
+        position_encoding=PositionEmbeddingSine(
+            num_pos_feats=t.memory_dim,
+            normalize=True,
+            temperature=10000,
+            precompute_resolution=cfg.resolution,
+        ),
+        mask_downsampler=SimpleMaskDownSampler(
+            embed_dim=d, kernel_size=3, stride=2, padding=1, interpol_size=[side * 16, side * 16]
+        ),
+        fuser=SimpleFuser(
+            layer=CXBlock(dim=d, kernel_size=7, padding=3, layer_scale_init_value=1e-6, use_dwconv=True),
+            num_layers=2,
+        ),
+    )
+
+    def rope(**extra: Any) -> nn.Module:
+        return RoPEAttention(
+            embedding_dim=d,
+            num_heads=1,
+            downsample_rate=1,
+            dropout=dropout,
+            rope_theta=10000.0,
+            feat_sizes=[side, side],
+            use_fa3=False,
+            use_rope_real=False,
+            **extra,
+        )
+
+    layer = TransformerDecoderLayerv2(
+        cross_attention_first=False,
+        activation="relu",
+        dim_feedforward=t.memory_feedforward,
+        dropout=dropout,
+        pos_enc_at_attn=False,
+        pre_norm=True,
+        self_attention=rope(),
+        d_model=d,
+        pos_enc_at_cross_attn_keys=True,
+        pos_enc_at_cross_attn_queries=False,
+        cross_attention=rope(kv_in_dim=t.memory_dim, rope_k_repeat=True),
+    )
+    memory_attention = TransformerWrapper(
+        encoder=TransformerEncoderCrossAttention(
+            remove_cross_attention_layers=[],
+            batch_first=True,
+            d_model=d,
+            frozen=False,
+            pos_enc_at_input=True,
+            layer=layer,
+            num_layers=t.memory_layers,
+            use_act_checkpoint=False,
+        ),
+        decoder=None,
+        d_model=d,
+    )
+    return _tracker_class()(
+        decoder_mlp=t.decoder_mlp,
+        decoder_heads=t.decoder_heads,
+        iou_head=t.iou_head,
+        backbone=None,
+        transformer=memory_attention,
+        maskmem_backbone=memory_encoder,
+        num_maskmem=t.memory_frames,
+        image_size=cfg.resolution,
+        backbone_stride=cfg.vision.patch_size,
+        max_cond_frames_in_attn=4,
+        multimask_output_in_sam=True,
+        multimask_min_pt_num=0,
+        multimask_max_pt_num=1,
+        multimask_output_for_tracking=t.multimask_tracking,
+        forward_backbone_per_frame_for_eval=True,
+        max_obj_ptrs_in_encoder=t.max_object_pointers,
+        # at inference an unstable single mask is swapped for the best multimask candidate: only where
+        # the candidates are trained (multimask_tracking), else it would pick untrained outputs
+        sam_mask_decoder_extra_args={
+            "dynamic_multimask_via_stability": t.multimask_tracking,
+            "dynamic_multimask_stability_delta": 0.05,
+            "dynamic_multimask_stability_thresh": 0.98,
+        },
+    )
+
+
+class Sam3VideoModel(nn.Module):
+    """``detector`` (Sam3Image) + ``tracker`` on the detector's vision encoder.
+
+    ``forward`` dispatches on its input so that one DDP wrapper serves both kinds
+    of batch: an image batch (``BatchedDatapoint``) goes to the detector, a
+    ``ClipBatch`` (components.model.clips) to the tracker.
+    """
+
+    detector: Any  # sam3's Sam3Image (untyped)
+    tracker: Any  # the Sam3TrackerBase subclass above
+
+    def __init__(self, detector: nn.Module, tracker: nn.Module, config: ModelConfig) -> None:
+        super().__init__()
+        self.detector = detector
+        self.tracker = tracker
+        self.config = config
+
+    def forward(self, batch: Any) -> Any:
+        from components.model.clips import ClipBatch
+
+        if isinstance(batch, ClipBatch):
+            return [self.track_clip(clip) for clip in batch.clips]
+        return self.detector(batch)
+
+    def back_convert(self, target: Any) -> Any:
+        return self.detector.back_convert(target)
+
+    # -- tracking -------------------------------------------------------------------
+    def features(self, frames: torch.Tensor) -> Features:
+        """Backbone features of (T, 3, R, R) frames, as the tracker reads them (its own FPN convolutions)."""
+        out = self.detector.backbone.forward_image(frames)["sam2_backbone_out"]
+        if out is None:
+            raise RuntimeError("the detector was built without the tracker's neck (tracker_neck=False)")
+        fpn = list(out["backbone_fpn"])
+        decoder = self.tracker.sam_mask_decoder
+        fpn[0], fpn[1] = decoder.conv_s0(fpn[0]), decoder.conv_s1(fpn[1])
+        _, feats, pos, sizes = self.tracker._prepare_backbone_features(
+            {**out, "backbone_fpn": fpn, "vision_pos_enc": list(out["vision_pos_enc"])}
+        )
+        return Features(feats, pos, sizes)
+
+    def track(
+        self, features: Features, start: int, prompt: Prompt, frames: int | None = None
+    ) -> list[FrameOutput]:
+        """Track B objects prompted on frame ``start`` through the following frames (all, or ``frames``)."""
+        tracker = self.tracker
+        batch = (prompt.masks if prompt.masks is not None else prompt.points).shape[0]  # type: ignore[union-attr]
+        total = features.feats[-1].shape[1]
+        end = total if frames is None else min(total, start + frames)
+        memory: dict[str, dict[int, Any]] = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+        outputs = []
+        for t in range(start, end):
+            feats, pos = features.frame(t, batch)
+            first = t == start
+            point_inputs = prompt.point_inputs() if first else None
+            high_res = [
+                x.permute(1, 2, 0).reshape(batch, x.size(2), *size)
+                for x, size in zip(feats[:-1], features.sizes[:-1], strict=True)
+            ]
+            if first and prompt.masks is not None:
+                pix = feats[-1].permute(1, 2, 0).reshape(batch, tracker.hidden_dim, *features.sizes[-1])
+                heads = tracker._use_mask_as_output(pix, high_res, prompt.masks)
+            else:
+                pix = tracker._prepare_memory_conditioned_features(
+                    frame_idx=t,
+                    is_init_cond_frame=first,
+                    current_vision_feats=feats[-1:],
+                    current_vision_pos_embeds=pos[-1:],
+                    feat_sizes=features.sizes[-1:],
+                    output_dict=memory,
+                    num_frames=total,
+                )
+                heads = tracker._forward_sam_heads(
+                    backbone_features=pix,
+                    point_inputs=point_inputs,
+                    high_res_features=high_res,
+                    multimask_output=tracker._use_multimask(first, point_inputs),
+                )
+            _, multimasks, ious, low_res, masks, pointer, object_logits = heads
+            memory_features, memory_pos = tracker._encode_new_memory(
+                image=None,
+                current_vision_feats=feats,
+                feat_sizes=features.sizes,
+                pred_masks_high_res=masks,
+                object_score_logits=object_logits,
+                is_mask_from_pts=point_inputs is not None,
+            )
+            memory["cond_frame_outputs" if first else "non_cond_frame_outputs"][t] = {
+                "pred_masks": low_res,
+                "obj_ptr": pointer,
+                "maskmem_features": memory_features,
+                "maskmem_pos_enc": memory_pos,
+            }
+            outputs.append(
+                FrameOutput(
+                    frame=t,
+                    masks=masks,
+                    multimasks=multimasks,
+                    ious=ious,
+                    object_logits=object_logits,
+                    from_prompt=first and prompt.masks is not None,
+                )
+            )
+        return outputs
+
+    def track_clip(self, clip: Any) -> list[list[FrameOutput]]:
+        """Every prompt group of a training clip (components.model.clips.Clip), tracked to the clip's end."""
+        features = self.features(clip.frames)
+        return [self.track(features, group.start, group.prompt) for group in clip.groups]
+
+
+def build_video_model(size_or_config: str | ModelConfig) -> Sam3VideoModel:
+    """The video model at a size: the image model (with the tracker's neck) and the tracker."""
+    from components.model.builder import build_model
+
+    cfg = ModelConfig.preset(size_or_config) if isinstance(size_or_config, str) else size_or_config
+    detector = build_model(cfg, tracker_neck=True)
+    tracker = build_tracker(cfg)
+    log.info("built the tracker: %.2fM parameters", sum(p.numel() for p in tracker.parameters()) / 1e6)
+    return Sam3VideoModel(detector, tracker, cfg)
+
+
+def load_video_weights(model: Sam3VideoModel, state_dict: Mapping[str, object], source: str) -> None:
+    """A video checkpoint (``detector.*`` and ``tracker.*``: every key must match), or an image checkpoint
+    into the detector alone: the tracker keeps its fresh weights and the tracker's neck starts as a copy
+    of the detector's neck, as the official constructor makes it."""
+    from components.model.checkpoint import load_weights, normalize_state_dict
+
+    weights = normalize_state_dict(state_dict, video=True)
+    if any(key.startswith(TRACKER) for key in weights):
+        load_weights(model, weights, source, video=True)
+        return
+    image = normalize_state_dict(weights)
+    neck, copy = "backbone.vision_backbone.convs.", "backbone.vision_backbone.sam2_convs."
+    if not any(key.startswith(copy) for key in image):
+        image.update({copy + key[len(neck) :]: value for key, value in image.items() if key.startswith(neck)})
+    load_weights(model.detector, image, source)
+    log.info("%s is an image checkpoint: the tracker starts fresh", source)
+
+
+def resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, 1, h, w) logits -> (N, h', w') logits at ``size`` (bilinear)."""
+    return F.interpolate(masks.float(), size=size, mode="bilinear", align_corners=False)[:, 0]
