@@ -11,12 +11,14 @@ Non-exhaustive queries get no loss on unmatched predictions (``weak_loss``).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from components.model.batch import ModelBatch
+from components.model.clips import ClipBatch
 from components.model.compat import ensure_compat
 from components.train.config import LossWeights
 
@@ -76,22 +78,70 @@ def build_criterion(weights: LossWeights) -> nn.Module:
     )
 
 
+@dataclass
+class Criteria:
+    """The losses of a stage: the image criterion, and the tracker's for the video stages."""
+
+    image: nn.Module
+    tracker: nn.Module | None = None
+
+
+class WithLoss(nn.Module):
+    """A model and its criteria as one module whose ``forward`` returns (total loss, detached terms).
+
+    The video stages' DDP wrapper goes around this: DDP then finds the parameters
+    that reach the loss from the loss itself, whatever the batch kind (a clip step
+    does not use the text encoder, an image step does not use the tracker, and the
+    detector's outputs hold heads that never reach its loss).
+    """
+
+    def __init__(self, model: nn.Module, criteria: Criteria) -> None:
+        super().__init__()
+        self.model = model
+        self.criteria = criteria
+
+    def forward(self, batch: ModelBatch | ClipBatch) -> tuple[torch.Tensor, dict[str, Any]]:
+        losses = _losses(self.model, batch, self.criteria)
+        total = losses.pop("total")
+        return total, {k: torch.as_tensor(v).detach() for k, v in losses.items()}
+
+
 def forward_and_loss(
-    model: nn.Module, batch: ModelBatch, criterion: nn.Module
+    model: nn.Module, batch: ModelBatch | ClipBatch, criterion: nn.Module | Criteria
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Run the model on ``batch`` (already on the model's device) and return (total loss, every term).
 
     The total is a scalar tensor with a graph for ``backward()``. The terms are
     floats: ``"total"`` (its value), then each term unweighted, keyed as the
-    official trainer logs them (see ``MAIN_TERMS``).
+    official trainer logs them (see ``MAIN_TERMS``); a clip batch gives the
+    tracker's terms (components.model.clips.TRACK_TERMS). ``model`` may be a
+    ``WithLoss`` (DDP-wrapped or not), which holds its own criteria.
     """
-    find_stages = model(batch.data)
-    inner: Any = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    targets = [inner.back_convert(target) for target in batch.data.find_targets]
-    losses = criterion(find_stages, targets)
-    losses["total"] = total = losses.pop(TOTAL)
+    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    if isinstance(inner, WithLoss):
+        total, rest = model(batch)
+        losses: dict[str, Any] = {"total": total, **rest}
+    else:
+        losses = _losses(model, batch, criterion if isinstance(criterion, Criteria) else Criteria(criterion))
+    total = losses["total"]
     names = ["total", *(k for k in losses if k != "total")]
     values = torch.stack(
         [torch.as_tensor(losses[k], dtype=torch.float32, device=total.device).detach() for k in names]
     )
     return total, dict(zip(names, values.tolist(), strict=True))  # one device sync for all terms
+
+
+def _losses(model: nn.Module, batch: ModelBatch | ClipBatch, criteria: Criteria) -> dict[str, Any]:
+    """Every loss term of one batch, ``"total"`` (with its graph) among them."""
+    if isinstance(batch, ClipBatch):
+        if criteria.tracker is None:
+            raise ValueError("a clip batch needs the tracker's criterion")
+        total, terms = criteria.tracker(model(batch), batch)
+        losses: dict[str, Any] = {"total": total, **terms}
+    else:
+        find_stages = model(batch.data)
+        inner: Any = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        targets = [inner.back_convert(target) for target in batch.data.find_targets]
+        losses = criteria.image(find_stages, targets)
+        losses["total"] = losses.pop(TOTAL)
+    return losses

@@ -9,7 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from components.model.config import PresetName as Size
 from components.schemas import stage_prefix
 
-Stage = Literal["detector", "presence", "joint"]
+PromptKind = Literal["mask", "box", "point"]
+Stage = Literal["detector", "presence", "tracker", "joint"]
+VIDEO_STAGES = ("tracker", "joint")
+"""Stages that train the video model (detector + tracker); the others train the image model."""
 
 
 class LossWeights(BaseModel):
@@ -25,14 +28,58 @@ class LossWeights(BaseModel):
     mask_dice: float = 10.0
 
 
+class TrackerLossWeights(BaseModel):
+    """SAM 2's weights: mask focal 20, dice 1, IoU prediction 1, object score 1."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mask_focal: float = 20.0
+    mask_dice: float = 1.0
+    iou: float = 1.0
+    object_score: float = 1.0
+
+
+def _default_prompts() -> dict[PromptKind, float]:
+    return {"mask": 0.5, "box": 0.25, "point": 0.25}
+
+
+class ClipSampling(BaseModel):
+    """How training clips are cut from videos and prompted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    frames: int = Field(default=8, ge=2, description="consecutive frames per clip")
+    max_objects: int = Field(default=3, ge=1, description="objects tracked per clip")
+    prompts: dict[PromptKind, float] = Field(
+        default_factory=_default_prompts,
+        description="chance of each first-frame prompt",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ClipSampling:
+        if not any(w > 0 for w in self.prompts.values()) or any(w < 0 for w in self.prompts.values()):
+            raise ValueError("prompts: weights must be >= 0 and at least one positive")
+        return self
+
+
 class OptimConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     lr: float = Field(default=1e-4, gt=0)
     vision_lr: float | None = Field(default=None, gt=0, description="backbone LR (default: lr)")
     text_lr: float | None = Field(default=None, gt=0, description="text encoder LR (default: lr)")
+    detector_lr: float | None = Field(
+        default=None,
+        gt=0,
+        description="tracker stage: the detector's LR (shared encoder included); unset = detector frozen",
+    )
     weight_decay: float = Field(default=0.1, ge=0)
     warmup_steps: int = Field(default=20, ge=0)
+    schedule: Literal["inverse_sqrt", "cosine"] = Field(
+        default="inverse_sqrt",
+        description="after warmup: lr x sqrt(warmup / step) (as released), or a cosine decay to 0 at the "
+        "stage's last step (a short stage then ends on settled weights)",
+    )
     grad_clip: float = Field(default=0.1, gt=0)
     grad_accumulation: int = Field(default=1, ge=1)
 
@@ -47,7 +94,7 @@ class TrainConfig(BaseModel):
     run_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     size: Size = "tiny"
     steps: int = Field(default=100, ge=1)
-    batch_size: int = Field(default=4, ge=1, description="images per rank per step")
+    batch_size: int = Field(default=4, ge=1, description="images (video stages: clips) per rank per step")
     init: str | None = Field(default=None, description="checkpoint URI or local path to start from")
     sources: dict[str, float] = Field(default_factory=lambda: {"hq": 1.0, "syn": 1.0, "ext": 1.0})
     exemplar_prob: float = Field(default=0.0, ge=0, le=1, description="chance a query gets a box exemplar")
@@ -56,6 +103,14 @@ class TrainConfig(BaseModel):
         default=0.5, ge=0, le=1, description="share of sampled queries drawn from positives (None: uniform)"
     )
     loss: LossWeights = Field(default_factory=LossWeights)
+    clips: ClipSampling = Field(default_factory=ClipSampling, description="video stages: clips and prompts")
+    tracker_loss: TrackerLossWeights = Field(default_factory=TrackerLossWeights)
+    video_fraction: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="joint stage: share of steps trained on video clips (the rest images)",
+    )
     optim: OptimConfig = Field(default_factory=OptimConfig)
     checkpoint_every: int = Field(default=50, ge=1)
     keep_checkpoints: int = Field(default=2, ge=1)
@@ -78,7 +133,13 @@ class TrainConfig(BaseModel):
             raise ValueError("dataset must be an s3:// dataset URI")
         if not any(w > 0 for w in self.sources.values()):
             raise ValueError("sources: at least one weight must be positive")
+        if self.stage == "joint" and not 0 < self.video_fraction < 1:
+            raise ValueError("video_fraction: the joint stage trains on both images and videos (0 < it < 1)")
         return self
+
+    @property
+    def video(self) -> bool:
+        return self.stage in VIDEO_STAGES
 
     @property
     def prefix(self) -> str:

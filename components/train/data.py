@@ -18,6 +18,7 @@ from components.train.config import TrainConfig
 log = logging.getLogger(__name__)
 
 IMAGE_SOURCES = ("hq", "syn", "ext")
+VIDEO_SOURCE = "video"
 
 
 def image_source_weights(cfg: TrainConfig, available: list[str]) -> dict[str, float]:
@@ -30,8 +31,20 @@ def image_source_weights(cfg: TrainConfig, available: list[str]) -> dict[str, fl
     return weights
 
 
+def video_source(cfg: TrainConfig, available: list[str]) -> dict[str, float]:
+    if VIDEO_SOURCE not in available:
+        raise ConfigError(
+            f"the {cfg.stage} stage trains on videos, but {cfg.dataset} holds none (it holds {available})"
+        )
+    return {VIDEO_SOURCE: 1.0}
+
+
 class BatchStream(IterableDataset):
-    """An endless stream of batches for one rank; each loader worker reads its own row groups."""
+    """An endless stream of batches for one rank; each loader worker reads its own row groups.
+
+    Image stages get image batches; the tracker stage clip batches (components.model.clips);
+    the joint stage either kind, a clip batch with probability ``video_fraction``.
+    """
 
     def __init__(
         self, cfg: TrainConfig, rank: int, world_size: int, start_step: int, resolution: int
@@ -45,26 +58,38 @@ class BatchStream(IterableDataset):
     def __iter__(self) -> Iterator[Any]:
         from components.embedded_store import default_store
         from components.model.batch import records_to_batch
+        from components.model.clips import records_to_clips
 
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         store: ObjectStore = default_store()
         dataset = Dataset.open(self.cfg.dataset, store)
-        weights = image_source_weights(self.cfg, dataset.sources)
+        cfg = self.cfg
         # a resumed job starts a fresh shuffle instead of replaying the batches it already trained on
-        seed = self.cfg.seed * 1_000_003 + self.start_step
-        stream = dataset.mixed(
-            weights, seed=seed, rank=self.rank, world_size=self.world_size, worker=worker, num_workers=workers
-        )
+        seed = cfg.seed * 1_000_003 + self.start_step
+        shard = {"rank": self.rank, "world_size": self.world_size, "worker": worker, "num_workers": workers}
+        images = videos = None
+        if cfg.stage != "tracker":
+            images = dataset.mixed(image_source_weights(cfg, dataset.sources), seed=seed, **shard)
+        if cfg.video:
+            videos = dataset.mixed(video_source(cfg, dataset.sources), seed=seed, **shard)
         rng = random.Random(f"{seed}:{self.rank}:{worker}")
+        kinds = random.Random(f"{seed}:kinds")  # the same image/video sequence on every rank
         while True:
-            records = [next(stream) for _ in range(self.cfg.batch_size)]
+            video = cfg.stage == "tracker" or (cfg.stage == "joint" and kinds.random() < cfg.video_fraction)
+            if video:
+                assert videos is not None
+                yield records_to_clips(
+                    [next(videos) for _ in range(cfg.batch_size)], cfg.clips, self.resolution, rng
+                )
+                continue
+            assert images is not None
             yield records_to_batch(
-                records,
+                [next(images) for _ in range(cfg.batch_size)],
                 resolution=self.resolution,
-                max_queries_per_image=self.cfg.max_queries_per_image,
-                exemplar_prob=self.cfg.exemplar_prob,
-                positive_fraction=self.cfg.positive_fraction,
+                max_queries_per_image=cfg.max_queries_per_image,
+                exemplar_prob=cfg.exemplar_prob,
+                positive_fraction=cfg.positive_fraction,
                 rng=rng,
             )
 

@@ -1,4 +1,5 @@
-"""Optimizer and schedule: AdamW with per-group learning rates, linear warmup, then inverse square root."""
+"""Optimizer and schedule: AdamW with per-group learning rates, linear warmup, then inverse square root
+(as released) or a cosine decay to 0."""
 
 from __future__ import annotations
 
@@ -10,32 +11,55 @@ from torch import nn
 
 from components.train.config import OptimConfig, Stage
 
-# parameter-name prefixes of the groups that may get their own learning rate
-VISION_PREFIXES = ("backbone.vision_backbone",)
-TEXT_PREFIXES = ("backbone.language_backbone",)
+# parameter-name prefixes of the groups that may get their own learning rate (image model; video model)
+VISION_PREFIXES = ("backbone.vision_backbone", "detector.backbone.vision_backbone")
+TEXT_PREFIXES = ("backbone.language_backbone", "detector.backbone.language_backbone")
+TRACKER_NECK = ".sam2_convs."
+"""The vision neck's convolutions that feed only the tracker: trained with the tracker."""
 
 
-def trainable(model: nn.Module, stage: Stage) -> None:
-    """Freeze what a stage does not train: the presence stage trains only the presence token and head."""
+def trainable(model: nn.Module, stage: Stage, cfg: OptimConfig | None = None) -> None:
+    """Freeze what a stage does not train.
+
+    presence: only the presence token and head. tracker: the tracker and its neck, and
+    the detector only when ``cfg.detector_lr`` is set. detector, joint: everything.
+    """
+    detector_too = cfg is not None and cfg.detector_lr is not None
     for name, p in model.named_parameters():
-        p.requires_grad_(stage != "presence" or "presence" in name)
+        if stage == "presence":
+            p.requires_grad_("presence" in name)
+        elif stage == "tracker":
+            p.requires_grad_(_tracker_part(name) or detector_too)
+        else:
+            p.requires_grad_(True)
 
 
-def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict[str, object]]:
-    groups: dict[str, list[nn.Parameter]] = {"vision": [], "text": [], "rest": []}
-    no_decay: dict[str, list[nn.Parameter]] = {"vision": [], "text": [], "rest": []}
+def _tracker_part(name: str) -> bool:
+    return name.startswith("tracker.") or TRACKER_NECK in name
+
+
+def param_groups(model: nn.Module, cfg: OptimConfig, stage: Stage | None = None) -> list[dict[str, object]]:
+    groups: dict[str, list[nn.Parameter]] = {"vision": [], "text": [], "rest": [], "detector": []}
+    no_decay: dict[str, list[nn.Parameter]] = {k: [] for k in groups}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         group = (
-            "vision"
-            if name.startswith(VISION_PREFIXES)
+            "detector"
+            if stage == "tracker" and not _tracker_part(name)
+            else "vision"
+            if name.startswith(VISION_PREFIXES) and TRACKER_NECK not in name
             else "text"
             if name.startswith(TEXT_PREFIXES)
             else "rest"
         )
         (no_decay if p.ndim <= 1 or name.endswith(".bias") else groups)[group].append(p)
-    lrs = {"vision": cfg.vision_lr or cfg.lr, "text": cfg.text_lr or cfg.lr, "rest": cfg.lr}
+    lrs = {
+        "vision": cfg.vision_lr or cfg.lr,
+        "text": cfg.text_lr or cfg.lr,
+        "rest": cfg.lr,
+        "detector": cfg.detector_lr or cfg.lr,
+    }
     out: list[dict[str, object]] = []
     for group, params in groups.items():
         if params:
@@ -65,12 +89,31 @@ def warmup_inverse_sqrt(warmup_steps: int) -> Callable[[int], float]:
     return factor
 
 
+def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """LR factor: linear warmup to 1, then half a cosine down to 0 at ``total_steps``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        span = max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup_steps) / span)))
+
+    return factor
+
+
 def build_optimizer(
-    model: nn.Module, cfg: OptimConfig
+    model: nn.Module, cfg: OptimConfig, stage: Stage | None = None, total_steps: int | None = None
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    groups = param_groups(model, cfg)
+    """AdamW over the trainable parameters and its schedule (``total_steps``: the cosine's end)."""
+    groups = param_groups(model, cfg, stage)
     if not groups:
         raise ValueError("no trainable parameters")
     optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.999), eps=1e-8)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_inverse_sqrt(cfg.warmup_steps))
+    if cfg.schedule == "cosine":
+        if total_steps is None:
+            raise ValueError("the cosine schedule needs the stage's step count")
+        factor = warmup_cosine(cfg.warmup_steps, total_steps)
+    else:
+        factor = warmup_inverse_sqrt(cfg.warmup_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return optimizer, scheduler

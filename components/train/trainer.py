@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from components.train.checkpoint import CheckpointStore, LatestPointer, read_wei
 from components.train.config import TrainConfig
 from components.train.data import batch_loader
 from components.train.metrics import TrainingMetrics
+
+if TYPE_CHECKING:
+    from components.model.loss import Criteria
 from components.train.optim import build_optimizer, trainable
 
 log = logging.getLogger(__name__)
@@ -100,28 +103,30 @@ class Trainer:
 
     # -- the recipe ---------------------------------------------------------------
     def train(self) -> LatestPointer:
-        from components.model.builder import build_model
         from components.model.config import ModelConfig
-        from components.model.loss import build_criterion
+        from components.model.loss import Criteria, WithLoss, build_criterion
 
         cfg = self.cfg
         world = Distributed.init(cfg.dist_timeout_s)
         self.seed_everything(cfg.seed + world.rank)
-        model = build_model(cfg.size).to(world.device)
+        model = self.build_model().to(world.device)
         resolution = ModelConfig.preset(cfg.size).resolution
-        trainable(model, cfg.stage)
-        optimizer, scheduler = build_optimizer(model, cfg.optim)
+        trainable(model, cfg.stage, cfg.optim)
+        optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.stage, cfg.steps)
         start = self.restore_or_init(model, optimizer, scheduler)
-        ddp: nn.Module = model
+        criterion = Criteria(build_criterion(cfg.loss), self.tracker_criterion())
+        # video stages: DDP goes around model + loss (components.model.loss.WithLoss), so that it finds the
+        # parameters each step uses from the loss itself (clip steps skip the text encoder, image steps the
+        # tracker); image stages: some heads (semantic seg, an unused FPN level) never reach the loss, the
+        # same set every step, which a static graph learns in its first iteration
+        ddp: nn.Module = WithLoss(model, criterion) if cfg.video else model
         if world.world_size > 1:
             ddp = nn.parallel.DistributedDataParallel(
-                model,
+                ddp,
                 device_ids=[world.local_rank] if world.device.type == "cuda" else None,
-                # some heads (semantic seg, an unused FPN level) never reach the loss; the set is the same
-                # every step, which a static graph learns in its first iteration
-                static_graph=True,
+                static_graph=not cfg.video,
+                find_unused_parameters=cfg.video,
             )
-        criterion = build_criterion(cfg.loss)
         metrics = TrainingMetrics(
             cfg.run_id, cfg.stage, world.rank, world.local_rank if world.device.type == "cuda" else None
         )
@@ -169,8 +174,25 @@ class Trainer:
         return final
 
     # -- helpers ----------------------------------------------------------------------
+    def build_model(self) -> nn.Module:
+        """The image model, or for the video stages the video model (detector + tracker)."""
+        from components.model.builder import build_model
+        from components.model.video import build_video_model
+
+        return build_video_model(self.cfg.size) if self.cfg.video else build_model(self.cfg.size)
+
+    def tracker_criterion(self) -> nn.Module | None:
+        from components.model.clips import TrackerCriterion
+
+        return TrackerCriterion(self.cfg.tracker_loss) if self.cfg.video else None
+
     def train_step(
-        self, ddp: nn.Module, batches: Iterator[Any], criterion: nn.Module, autocast: Any, world: Distributed
+        self,
+        ddp: nn.Module,
+        batches: Iterator[Any],
+        criterion: nn.Module | Criteria,
+        autocast: Any,
+        world: Distributed,
     ) -> tuple[dict[str, float], float]:
         """Forward and backward over ``grad_accumulation`` micro-batches; returns (loss terms, data wait)."""
         from components.model.loss import forward_and_loss
@@ -198,20 +220,26 @@ class Trainer:
     ) -> int:
         """Resume from latest.json if this run has one; else start from --init (or from scratch)."""
         from components.model.checkpoint import load_weights, normalize_state_dict
+        from components.model.video import Sam3VideoModel, load_video_weights
 
         restored = self.ckpt.restore()
         if restored is not None:
-            load_weights(
-                model, normalize_state_dict(restored.weights), self.ckpt.store.uri(self.ckpt.latest_key)
-            )
+            where = self.ckpt.store.uri(self.ckpt.latest_key)
+            if isinstance(model, Sam3VideoModel):
+                load_video_weights(model, restored.weights, where)
+            else:
+                load_weights(model, normalize_state_dict(restored.weights), where)
             optimizer.load_state_dict(restored.state["optimizer"])
             scheduler.load_state_dict(restored.state["scheduler"])
             self.set_rng(restored.state.get("rng"))
             log.info("resumed from step %d", restored.step)
             return restored.step
         if self.cfg.init:
-            weights = normalize_state_dict(read_weights(self.cfg.init, self.store))
-            load_weights(model, weights, self.cfg.init)
+            raw = read_weights(self.cfg.init, self.store)
+            if isinstance(model, Sam3VideoModel):
+                load_video_weights(model, raw, self.cfg.init)
+            else:
+                load_weights(model, normalize_state_dict(raw), self.cfg.init)
             log.info("initialised from %s", self.cfg.init)
         return 0
 
@@ -274,11 +302,14 @@ def log_step(step: int, steps: int, losses: dict[str, float], elapsed: float, wa
 
 
 def main_terms(losses: dict[str, float]) -> dict[str, float]:
-    """The total and the six weighted terms of the final layer, named as in the config (for logs, metrics)."""
+    """The total and the weighted terms (image: the final layer's six, named as in the config; video: the
+    tracker's four), for logs and metrics."""
+    from components.model.clips import TRACK_TERMS
     from components.model.loss import MAIN_TERMS
 
     out = {"total": losses["total"]}
     out.update({name: losses[key] for name, key in MAIN_TERMS.items() if key in losses})
+    out.update({key: losses[key] for key in TRACK_TERMS if key in losses})
     return out
 
 

@@ -8,7 +8,7 @@ import torch
 
 from components.model.builder import build_model
 from components.train.config import OptimConfig
-from components.train.optim import build_optimizer, trainable, warmup_inverse_sqrt
+from components.train.optim import build_optimizer, trainable, warmup_cosine, warmup_inverse_sqrt
 
 
 def test_presence_stage_trains_only_the_presence_token_and_head() -> None:
@@ -40,3 +40,39 @@ def test_warmup_then_inverse_square_root() -> None:
     assert f(0) == 0.1 and f(9) == 1.0 and f(10) == 1.0
     assert math.isclose(f(40), 0.5)
     assert warmup_inverse_sqrt(0)(1000) == 1.0
+
+
+def test_warmup_then_cosine_to_zero() -> None:
+    f = warmup_cosine(10, 110)
+    assert f(0) == 0.1 and f(9) == 1.0 and f(10) == 1.0
+    assert math.isclose(f(60), 0.5) and math.isclose(f(110), 0.0, abs_tol=1e-12) and f(500) == 0.0
+    model = torch.nn.Linear(2, 2)
+    optimizer, scheduler = build_optimizer(
+        model, OptimConfig(lr=1e-3, warmup_steps=0, schedule="cosine"), None, 4
+    )
+    lrs = []
+    for _ in range(5):
+        lrs.append(round(scheduler.get_last_lr()[0], 8))
+        optimizer.step()
+        scheduler.step()
+    assert lrs == [1e-3, 8.5355e-4, 5e-4, 1.4645e-4, 0.0]
+
+
+def test_tracker_stage_freezes_the_detector_unless_it_has_a_learning_rate() -> None:
+    from components.model.video import build_video_model
+
+    model = build_video_model("tiny112")
+    trainable(model, "tracker", OptimConfig())
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained and all(n.startswith("tracker.") or ".sam2_convs." in n for n in trained)
+    trainable(model, "tracker", OptimConfig(lr=1e-3, detector_lr=1e-5))
+    optimizer, _ = build_optimizer(model, OptimConfig(lr=1e-3, detector_lr=1e-5), "tracker")
+    lrs = {g["name"]: g["initial_lr"] for g in optimizer.param_groups}
+    assert lrs["detector"] == 1e-5 and lrs["rest"] == 1e-3
+    detector = {
+        id(p) for g in optimizer.param_groups if g["name"].startswith("detector") for p in g["params"]
+    }
+    named = dict(model.named_parameters())
+    assert all(id(named[n]) not in detector for n in named if n.startswith("tracker.") or ".sam2_convs." in n)
+    trainable(model, "joint", OptimConfig())
+    assert all(p.requires_grad for p in model.parameters())

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from safetensors.torch import load as load_safetensors
 
 from components.storage import ObjectStore
 from components.train.checkpoint import CheckpointStore
@@ -72,20 +73,8 @@ def test_two_ranks_train_loss_falls_and_checkpoint_commits(
     assert err.strip().splitlines()[-1] == store.uri(pointer.key)
 
 
-def test_killed_rank_is_restarted_and_resumes_from_the_last_checkpoint(
-    dataset: str, s3_env: dict[str, str], store: ObjectStore, tmp_path: Path
-) -> None:
-    cfg = TrainConfig(
-        stage="detector",
-        dataset=dataset,
-        run_id="crash",
-        steps=14,
-        batch_size=1,
-        checkpoint_every=3,
-        log_every=1,
-        data_workers=0,
-        dist_timeout_s=45,
-    )
+def kill_rank_and_resume(cfg: TrainConfig, s3_env: dict[str, str], store: ObjectStore, tmp_path: Path) -> str:
+    """Run 2 ranks, SIGKILL rank 1 after the first checkpoint; torchrun restarts both, which resume."""
     ckpt = CheckpointStore(store, cfg.prefix)
     log = tmp_path / "train.log"
     proc = torchrun(cfg, s3_env, log, restarts=3)
@@ -111,4 +100,48 @@ def test_killed_rank_is_restarted_and_resumes_from_the_last_checkpoint(
     resumed = [int(s) for s in re.findall(r"resumed from step (\d+)", err)]
     assert resumed and min(resumed) >= 3, err[-3000:]
     pointer = ckpt.latest()
-    assert pointer is not None and pointer.step == 14
+    assert pointer is not None and pointer.step == cfg.steps
+    return err
+
+
+def test_killed_rank_is_restarted_and_resumes_from_the_last_checkpoint(
+    dataset: str, s3_env: dict[str, str], store: ObjectStore, tmp_path: Path
+) -> None:
+    cfg = TrainConfig(
+        stage="detector",
+        dataset=dataset,
+        run_id="crash",
+        steps=14,
+        batch_size=1,
+        checkpoint_every=3,
+        log_every=1,
+        data_workers=0,
+        dist_timeout_s=45,
+    )
+    kill_rank_and_resume(cfg, s3_env, store, tmp_path)
+
+
+@pytest.mark.parametrize("stage", ["tracker", "joint"])
+def test_video_stages_survive_a_killed_rank(
+    stage: str, video_dataset: str, s3_env: dict[str, str], store: ObjectStore, tmp_path: Path
+) -> None:
+    """The tracker stage (clips only) and the joint stage (clips and images) resume like the image stages."""
+    cfg = TrainConfig(
+        stage=stage,  # type: ignore[arg-type]
+        dataset=video_dataset,
+        run_id=f"crash-{stage}",
+        size="tiny112",
+        steps=8,
+        batch_size=1,
+        checkpoint_every=3,
+        log_every=1,
+        data_workers=0,
+        dist_timeout_s=45,
+        clips={"frames": 3, "max_objects": 2},
+    )
+    err = kill_rank_and_resume(cfg, s3_env, store, tmp_path)
+    assert re.search(r"step \d+/8 loss [0-9.]+ \(.*track_dice=", err), err[-2000:]  # the tracker's terms
+    weights = load_safetensors(
+        store.get_bytes(store.key_of(CheckpointStore(store, cfg.prefix).latest().weights))
+    )  # type: ignore[union-attr]
+    assert any(k.startswith("tracker.") for k in weights) and any(k.startswith("detector.") for k in weights)
