@@ -17,17 +17,19 @@ def evaluate_stage(
     metrics: dsl.Output[dsl.Metrics],
     report: dsl.Output[dsl.HTML],
 ) -> str:
-    """cgF1, IL_MCC, pmF1 (...) of the checkpoint's predictions; returns the metrics.json URI."""
+    """cgF1, IL_MCC, pmF1 (...) of the checkpoint's predictions (video stages: also on the gold videos);
+    returns the metrics.json URI."""
     import logging
     import tempfile
     from pathlib import Path
 
-    from components.evaluate.stage import evaluate_checkpoint
+    from components.evaluate.stage import evaluate_checkpoint, evaluate_video_checkpoint
     from components.ingest.config import DataConfig
-    from components.ingest.datasets import gold_annotations
+    from components.ingest.datasets import gold_annotations, gold_video_annotations
     from components.progress import log_progress, step_logging
     from components.schemas import evaluation_prefix
     from components.storage import ObjectStore
+    from components.train.config import VIDEO_STAGES
 
     step_logging()
     store = ObjectStore.from_env()
@@ -38,7 +40,13 @@ def evaluate_stage(
 
         syn = config.synthetic
         references = all_predictions(syn.gold_images, syn.size, syn.seed)
+    progress = log_progress(logging.getLogger(f"evaluate[{stage}]"))
     with tempfile.TemporaryDirectory(prefix="sam3-gold-") as tmp:
+
+        def videos() -> dict:
+            truth = gold_video_annotations(config, store, Path(tmp))
+            return evaluate_video_checkpoint(checkpoint, gold, truth, store, progress)
+
         evaluation = evaluate_checkpoint(
             checkpoint,
             gold,
@@ -47,12 +55,16 @@ def evaluate_stage(
             evaluation_prefix(run_id, stage),
             max_images=max_images or None,
             examples=examples,
-            progress=log_progress(logging.getLogger(f"evaluate[{stage}]")),
+            progress=progress,
             references=references,
+            video=videos if stage in VIDEO_STAGES else None,
         )
     for name, value in {**evaluation.headline(), **evaluation.diagnostics}.items():
         metrics.log_metric(f"{stage}/{name}", value)
     for name, scores in evaluation.references.items():
         metrics.log_metric(f"{stage}/reference {name}/cgF1", scores["cgF1"])
+    for name, scores in (evaluation.video or {}).get("references", {}).items():
+        for key, value in scores.items():
+            metrics.log_metric(f"{stage}/reference {name}/{key}", value)
     Path(report.path).write_text(evaluation.report_html)
     return evaluation.metrics_uri

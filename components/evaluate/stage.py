@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from components.dataset import Dataset
+from components.errors import DataError
 from components.evaluate.cgf1 import evaluate_images
 from components.evaluate.diagnostics import diagnostics
 from components.evaluate.result import EvaluationResult, headline
@@ -41,9 +42,10 @@ class StageEvaluation:
     report_html: str
     diagnostics: dict[str, float]
     references: dict[str, dict[str, float]]
+    video: dict[str, Any] | None = None
 
     def headline(self) -> dict[str, float]:
-        return headline(self.result.to_json_dict())
+        return headline(self.result.to_json_dict()) | (self.video["headline"] if self.video else {})
 
 
 def load_checkpoint_model(checkpoint: str, store: ObjectStore, size: str | None = None) -> tuple[Any, int]:
@@ -120,21 +122,27 @@ def evaluate_checkpoint(
     examples: int = 4,
     progress: Progress | None = None,
     references: Mapping[str, list[dict[str, Any]]] | None = None,
+    video: Callable[[], dict[str, Any]] | None = None,
 ) -> StageEvaluation:
-    """Predict, score and report; ``references``: name -> predictions (SA-Co results) scored beside."""
+    """Predict, score and report; ``references``: name -> predictions (SA-Co results) scored beside.
+
+    ``video``: a video stage's video evaluation (``evaluate_video_checkpoint``), stored beside the
+    image metrics in the same metrics.json.
+    """
     from components.evaluate.report import render_report
 
     metrics_key = f"{out_prefix}/metrics.json"
     records = list(image_records(gold, store, max_images))
     if store.exists(metrics_key):
         saved = store.get_json(metrics_key)
-        if saved.get("checkpoint") == checkpoint and saved.get("gold") == gold:
+        reusable = video is None or "video" in saved
+        if saved.get("checkpoint") == checkpoint and saved.get("gold") == gold and reusable:
             log.info("evaluation of %s already at %s", checkpoint, store.uri(metrics_key))
             result = EvaluationResult.model_validate(saved["result"])
             predictions = json.loads(store.get_bytes(f"{out_prefix}/predictions.json"))
             found, scored = saved["diagnostics"], saved.get("references", {})
             html = render_report(result, found, records, predictions, checkpoint, examples, scored)
-            return StageEvaluation(result, store.uri(metrics_key), html, found, scored)
+            return StageEvaluation(result, store.uri(metrics_key), html, found, scored, saved.get("video"))
     model, resolution = load_checkpoint_model(checkpoint, store)
     predictions = predict_dataset(model, resolution, records, progress=progress)
     with tempfile.TemporaryDirectory(prefix="sam3-eval-") as tmp:
@@ -149,6 +157,8 @@ def evaluate_checkpoint(
         result = evaluate_images(gt_paths, pred_path)
         found = diagnostics(gt_paths[0], predictions)
         scored = score_references(gt_paths, references or {}, Path(tmp))
+    del model
+    videos = video() if video is not None else None
     html = render_report(result, found, records, predictions, checkpoint, examples, scored)
     store.put_bytes(f"{out_prefix}/predictions.json", json.dumps(predictions).encode(), "application/json")
     store.put_bytes(f"{out_prefix}/report.html", html.encode(), "text/html")
@@ -159,8 +169,82 @@ def evaluate_checkpoint(
         "diagnostics": found,
         "references": scored,
     }
+    if videos is not None:
+        doc["video"] = videos
     store.put_json(metrics_key, doc)  # last: the commit
-    return StageEvaluation(result, store.uri(metrics_key), html, found, scored)
+    return StageEvaluation(result, store.uri(metrics_key), html, found, scored, videos)
+
+
+def load_video_checkpoint(checkpoint: str, store: ObjectStore) -> tuple[Any, int]:
+    """The video model (detector + tracker) of a video stage's checkpoint, on GPU when there is one."""
+    import torch
+
+    from components.errors import ConfigError
+    from components.model.config import ModelConfig
+    from components.model.video import build_video_model, load_video_weights
+    from components.train.checkpoint import checkpoint_config, read_weights
+
+    size = (checkpoint_config(checkpoint, store) or {}).get("size")
+    if size is None:
+        raise ConfigError(f"{checkpoint} carries no training config: cannot tell the model size")
+    model = build_video_model(size)
+    load_video_weights(model, read_weights(checkpoint, store), checkpoint)
+    if torch.cuda.is_available():
+        model = model.cuda()
+    return model.eval(), ModelConfig.preset(size).resolution
+
+
+def video_records(dataset: str, store: ObjectStore) -> list[MediaRecord]:
+    return [r for r in Dataset.open(dataset, store).records() if r.kind == "video"]
+
+
+def evaluate_video_checkpoint(
+    checkpoint: str, gold: str, ground_truth: Path, store: ObjectStore, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Video metrics of a video stage's checkpoint on the gold videos (components.evaluate.tracking).
+
+    ``headline``: end to end (detector + tracker) ``video_cgF1``, ``video_IL_MCC``, ``video_pmF1``;
+    the tracker alone, prompted with the true first-visible masks: ``tracking_cgF1`` and the mean
+    ``masklet_IoU`` of the tracked objects. ``references``: the same two for "copy the last mask".
+    """
+    from components.evaluate.tracking import detect_and_track, prompted_masklets
+    from components.evaluate.video import evaluate_videos
+
+    model, resolution = load_video_checkpoint(checkpoint, store)
+    records = video_records(gold, store)
+    if not records:
+        raise DataError(f"{gold} holds no videos to evaluate the tracker on")
+
+    def score(predictions: list[dict[str, Any]], tmp: Path, name: str) -> EvaluationResult:
+        path = tmp / f"{name}.json"
+        path.write_text(json.dumps(predictions))
+        return evaluate_videos(ground_truth, path, workers=1)
+
+    with tempfile.TemporaryDirectory(prefix="sam3-video-eval-") as folder:
+        tmp = Path(folder)
+        end_to_end = score(detect_and_track(model, records, resolution, progress=progress), tmp, "detected")
+        tracked, ious = prompted_masklets(model, records, resolution, progress=progress)
+        copied, copy_ious = prompted_masklets(None, records, resolution, copy_last=True)
+        tracking = score(tracked, tmp, "tracked")
+        copying = score(copied, tmp, "copied")
+    e2e = headline(end_to_end.to_json_dict())
+    return {
+        "result": end_to_end.to_json_dict(),
+        "headline": {
+            "video_cgF1": e2e["cgF1"],
+            "video_IL_MCC": e2e["IL_MCC"],
+            "video_pmF1": e2e["pmF1"],
+            "tracking_cgF1": tracking.cgF1,
+            "masklet_IoU": _mean(ious),
+        },
+        "references": {"copy last mask": {"tracking_cgF1": copying.cgF1, "masklet_IoU": _mean(copy_ious)}},
+        "videos": len(records),
+        "tracked_objects": len(ious),
+    }
+
+
+def _mean(values: list[float]) -> float:
+    return float(sum(values) / len(values)) if values else 0.0
 
 
 def score_references(

@@ -155,3 +155,19 @@ def gold_annotations(cfg: DataConfig, store: ObjectStore, dest: Path) -> list[Pa
     if not paths:
         raise ConfigError(f"gold source {images[0].path} holds no annotation JSON at its top level")
     return paths
+
+
+def gold_video_annotations(cfg: DataConfig, store: ObjectStore, dest: Path) -> Path:
+    """The gold video source's annotation JSON (SA-Co video format), copied into ``dest``."""
+    videos = [spec for spec in source_specs(cfg, store, "gold") if spec.tag == "video"]
+    if len(videos) != 1:
+        raise ConfigError(f"video evaluation needs exactly one gold video source, found {len(videos)}")
+    files = open_source(videos[0], store)
+    found = sorted(r for r in files.files() if r.endswith(".json") and "/" not in r)
+    if len(found) != 1:
+        raise ConfigError(
+            f"gold video source {videos[0].path} must hold one annotation JSON at its top, not {found}"
+        )
+    path = dest / f"video-{found[0]}"
+    path.write_bytes(files.read(found[0]))
+    return path

@@ -61,14 +61,14 @@ def predict_records(
                     raise DataError(
                         f"{query.query_id}: origin_id {query.origin_id!r} is not an integer id"
                     ) from exc
-                results.extend(_detections(out, q, pair_id, record.height, record.width, score_threshold))
+                results.extend(detections(out, q, pair_id, record.height, record.width, score_threshold))
     finally:
         model.train(was_training)
     log.debug("predicted %d detections for %d records", len(results), len(records))
     return results
 
 
-def _detections(
+def detections(
     out: dict[str, torch.Tensor], q: int, pair_id: int, height: int, width: int, score_threshold: float
 ) -> list[dict[str, Any]]:
     """Detections of find query ``q``.

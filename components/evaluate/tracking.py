@@ -1,0 +1,247 @@
+"""Video predictions of the video model, and the tracking evaluation of a video stage.
+
+Two ways to predict masklets for the (video, noun phrase) pairs of a gold set:
+
+- ``detect_and_track`` (end to end, what a user gets): the detector runs on every
+  frame with the pair's noun phrase; a detection scoring at least the threshold
+  that no current masklet covers (mask IoU below ``new_object_iou``) starts a new
+  masklet, prompted with its mask on that frame and tracked to the end of the
+  video. The masklet keeps its identity through occlusions as long as the
+  tracker's memory holds it. Its score is the detection's.
+- ``prompted_masklets`` (the tracker alone): every ground-truth object of a
+  positive pair is prompted with its true mask on its first visible frame and
+  tracked; score 1. Recognition is given, so video cgF1 then measures tracking
+  only. The same prompts drive the "copy the last mask" reference, which repeats
+  the prompt mask on every later frame.
+
+Predictions are SA-Co video results (``{video_id, category_id, score,
+segmentations}``, per-frame RLE at the video's size, None where empty), read by
+components.evaluate.video.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pycocotools import mask as mask_utils
+
+from components.errors import DataError
+from components.model.clips import Masklet, decode_frames, mask_at, object_masks
+from components.model.video import Prompt, Sam3VideoModel
+from components.schemas import MediaRecord, Query
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+Rle = dict[str, Any]
+
+
+def pair_ids(query: Query) -> tuple[int, int]:
+    """(video_id, category_id) of a video query, from its ``origin_id`` ``"<video>:<category>"``."""
+    try:
+        video, category = query.origin_id.split(":")
+        return int(video), int(category)
+    except ValueError:
+        raise DataError(
+            f"{query.query_id}: origin_id {query.origin_id!r} is not '<video_id>:<category_id>'"
+        ) from None
+
+
+def _encode(masks: np.ndarray) -> list[Rle | None]:
+    """(T, H, W) bool -> per-frame compressed RLE, None for an empty frame."""
+    out: list[Rle | None] = []
+    for m in masks:
+        if not m.any():
+            out.append(None)
+            continue
+        rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+        out.append({"size": [int(m.shape[0]), int(m.shape[1])], "counts": rle["counts"].decode("ascii")})
+    return out
+
+
+def _gt_mask(record: MediaRecord, counts: str | None) -> np.ndarray:
+    if counts is None:
+        return np.zeros((record.height, record.width), bool)
+    return mask_utils.decode({"size": [record.height, record.width], "counts": counts.encode()}).astype(bool)
+
+
+def _upsample(logits: torch.Tensor, height: int, width: int) -> np.ndarray:
+    """(B, 1, R, R) mask logits -> (B, H, W) bool."""
+    up = F.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+    return (up > 0).cpu().numpy()
+
+
+@dataclass
+class Tracked:
+    """Per-frame masks (T, H, W) of objects prompted from ground truth, by their true masklet
+    (components.model.clips.object_masks)."""
+
+    masks: dict[Masklet, np.ndarray]
+
+
+@torch.inference_mode()
+def track_ground_truth(
+    model: Sam3VideoModel | None, record: MediaRecord, resolution: int, *, copy_last: bool = False
+) -> Tracked:
+    """Every object of the record prompted with its true mask on its first visible frame, then tracked.
+
+    ``copy_last``: no model; every later frame repeats the prompt mask (the reference).
+    """
+    frames = len(record.frames)
+    objects = object_masks(record)
+    truth = {oid: np.stack([_gt_mask(record, c) for c in per_frame]) for oid, per_frame in objects.items()}
+    starts = {oid: int(np.argmax(m.reshape(frames, -1).any(axis=1))) for oid, m in truth.items() if m.any()}
+    out: dict[Masklet, np.ndarray] = {}
+    for oid, start in starts.items():
+        masks = np.zeros_like(truth[oid])
+        masks[start:] = truth[oid][start]
+        out[oid] = masks
+    if copy_last or not starts:
+        return Tracked(out)
+    assert model is not None
+    device = next(model.parameters()).device
+    features = model.features(decode_frames(record, resolution).to(device))
+    for start in sorted(set(starts.values())):
+        group = [oid for oid, s in starts.items() if s == start]
+        prompt = torch.from_numpy(
+            np.stack([mask_at(record, objects[oid][start], resolution) for oid in group])
+        )[:, None].float()
+        for frame in model.track(features, start, Prompt(masks=prompt.to(device)))[1:]:
+            predicted = _upsample(frame.masks, record.height, record.width)
+            for row, oid in enumerate(group):
+                out[oid][frame.frame] = predicted[row]
+    return Tracked(out)
+
+
+def prompted_masklets(
+    model: Sam3VideoModel | None,
+    records: Iterable[MediaRecord],
+    resolution: int,
+    *,
+    copy_last: bool = False,
+    progress: Progress | None = None,
+) -> tuple[list[dict[str, Any]], list[float]]:
+    """(SA-Co video results, masklet IoU of each tracked ground-truth object of a positive pair)."""
+    records = list(records)
+    results: list[dict[str, Any]] = []
+    ious: list[float] = []
+    for done, record in enumerate(records, 1):
+        tracked = track_ground_truth(model, record, resolution, copy_last=copy_last)
+        for query in record.queries:
+            if not query.positive:
+                continue
+            video_id, category_id = pair_ids(query)
+            for instance in query.instances:
+                if tuple(instance.masks) not in tracked.masks:
+                    continue  # crowd, or never visible
+                masks = tracked.masks[tuple(instance.masks)]
+                truth = np.stack([_gt_mask(record, c) for c in instance.masks])
+                ious.append(masklet_iou_dense(masks, truth))
+                results.append(
+                    {
+                        "video_id": video_id,
+                        "category_id": category_id,
+                        "score": 1.0,
+                        "segmentations": _encode(masks),
+                    }
+                )
+        if progress:
+            progress("track" if not copy_last else "copy last mask", done, len(records))
+    return results, ious
+
+
+def masklet_iou_dense(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two (T, H, W) masklets: intersections over unions, summed over frames (1 when both empty)."""
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+@torch.inference_mode()
+def detect_and_track(
+    model: Sam3VideoModel,
+    records: Iterable[MediaRecord],
+    resolution: int,
+    *,
+    score_threshold: float = 0.5,
+    new_object_iou: float = 0.5,
+    max_objects: int = 20,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """End-to-end masklets of every (video, noun phrase) pair: detect on each frame, track new objects."""
+    from components.model.batch import collate, image_datapoint
+    from components.model.predict import detections
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    records = list(records)
+    results: list[dict[str, Any]] = []
+    try:
+        for done, record in enumerate(records, 1):
+            queries = record.queries
+            frames = len(record.frames)
+            features = None
+            tracks: dict[int, list[tuple[float, np.ndarray]]] = {q: [] for q in range(len(queries))}
+            for t in range(frames):
+                still = replace(record, kind="image", frames=[record.frames[t]])
+                batch = collate(
+                    [image_datapoint(still, queries, resolution=resolution, targets=False)],
+                    [q.query_id for q in queries],
+                    [record.media_id],
+                ).to(device)
+                out = model.detector(batch.data).output[-1][-1]
+                for q in range(len(queries)):
+                    found = detections(out, q, 0, record.height, record.width, score_threshold)
+                    for det in sorted(found, key=lambda d: -d["score"]):
+                        if len(tracks[q]) >= max_objects:
+                            break
+                        mask = mask_utils.decode(det["segmentation"]).astype(bool)
+                        if any(_iou(mask, masks[t]) >= new_object_iou for _, masks in tracks[q]):
+                            continue  # already followed
+                        if features is None:
+                            features = model.features(decode_frames(record, resolution).to(device))
+                        tracks[q].append(
+                            (det["score"], _track_from(model, features, record, t, mask, resolution))
+                        )
+            for q, query in enumerate(queries):
+                video_id, category_id = pair_ids(query)
+                for score, masks in tracks[q]:
+                    results.append(
+                        {
+                            "video_id": video_id,
+                            "category_id": category_id,
+                            "score": score,
+                            "segmentations": _encode(masks),
+                        }
+                    )
+            if progress:
+                progress("detect and track", done, len(records))
+    finally:
+        model.train(was_training)
+    return results
+
+
+def _track_from(
+    model: Sam3VideoModel, features: Any, record: MediaRecord, start: int, mask: np.ndarray, resolution: int
+) -> np.ndarray:
+    import cv2
+
+    small = cv2.resize(mask.astype(np.float32), (resolution, resolution), interpolation=cv2.INTER_AREA) >= 0.5
+    device = features.feats[-1].device
+    prompt = Prompt(masks=torch.from_numpy(small)[None, None].float().to(device))
+    masks = np.zeros((len(record.frames), record.height, record.width), bool)
+    masks[start] = mask
+    for frame in model.track(features, start, prompt)[1:]:
+        masks[frame.frame] = _upsample(frame.masks, record.height, record.width)[0]
+    return masks
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0

@@ -1,0 +1,143 @@
+"""Video predictions of the video model and a video stage's evaluation, on ingested synthetic gold videos."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pycocotools import mask as mask_utils
+
+from components.evaluate.stage import evaluate_video_checkpoint, video_records
+from components.evaluate.tracking import detect_and_track, pair_ids, prompted_masklets
+from components.evaluate.video import evaluate_videos
+from components.ingest.ingest import Ingest
+from components.ingest.sources import SourceSpec
+from components.model.video import build_video_model
+from components.storage import ObjectStore
+from components.synthetic import generate
+from components.train.checkpoint import CheckpointStore
+
+RES = 112
+
+
+@pytest.fixture
+def gold(tmp_path: Path, store: ObjectStore) -> tuple[str, Path]:
+    """(gold dataset URI with 2 videos of 5 frames, their SA-Co video ground truth)."""
+    out = tmp_path / "synth"
+    generate(out, images=1, gold_images=1, videos=1, gold_videos=2, frames=5, size=96, seed=4)
+    uri = Ingest("vgold", [SourceSpec.parse(f"video={out / 'video_gold'}")], store).run().uri
+    return uri, out / "video_gold" / "annotations.json"
+
+
+def _decode(rle: dict | None, shape: tuple[int, int]) -> np.ndarray:  # type: ignore[type-arg]
+    if rle is None:
+        return np.zeros(shape, bool)
+    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(bool)
+
+
+def test_copy_last_mask_repeats_the_true_first_visible_mask(
+    gold: tuple[str, Path], store: ObjectStore
+) -> None:
+    uri, truth = gold
+    records = video_records(uri, store)
+    results, ious = prompted_masklets(None, records, RES, copy_last=True)
+    positives = {pair_ids(q) for r in records for q in r.queries if q.positive}
+    assert {(p["video_id"], p["category_id"]) for p in results} == positives
+    assert len(ious) == len(results) and all(0 <= v <= 1 for v in ious) and max(ious) > 0
+    for r in records:
+        for q in (q for q in r.queries if q.positive):
+            for instance in q.instances:
+                first = next(t for t, c in enumerate(instance.masks) if c is not None)
+                (mine,) = [  # one masklet per object of the pair, in instance order
+                    p
+                    for k, p in enumerate(
+                        x for x in results if (x["video_id"], x["category_id"]) == pair_ids(q)
+                    )
+                    if k == q.instances.index(instance)
+                ]
+                frames = [_decode(m, (r.height, r.width)) for m in mine["segmentations"]]
+                assert not any(f.any() for f in frames[:first])
+                expected = _decode({"size": [r.height, r.width], "counts": instance.masks[first]}, (96, 96))
+                assert all(np.array_equal(f, expected) for f in frames[first:])
+    (tmp := truth.parent / "copy.json").write_text(json.dumps(results))
+    scored = evaluate_videos(truth, tmp)
+    assert pytest.approx(1.0) == scored.IL_MCC  # recognition is given: every positive pair, no negative one
+
+
+def test_detect_and_track_gives_masklets_the_evaluator_reads(
+    gold: tuple[str, Path], store: ObjectStore
+) -> None:
+    uri, truth = gold
+    torch.manual_seed(0)
+    model = build_video_model("tiny112")
+    records = video_records(uri, store)
+    # an untrained detector scores far below 0.5: take every detection to exercise tracking from it
+    results = detect_and_track(model, records, RES, score_threshold=0.0, max_objects=2)
+    assert model.training  # restored
+    frames = {pair_ids(q)[0]: len(r.frames) for r in records for q in r.queries}
+    assert results and all(len(p["segmentations"]) == frames[p["video_id"]] for p in results)
+    per_pair: dict[tuple[int, int], int] = {}
+    for p in results:
+        key = (p["video_id"], p["category_id"])
+        per_pair[key] = per_pair.get(key, 0) + 1
+    assert max(per_pair.values()) <= 2
+    (tmp := truth.parent / "detected.json").write_text(json.dumps(results))
+    assert 0 <= evaluate_videos(truth, tmp).cgF1 <= 100
+
+
+def test_a_video_stage_evaluation_scores_the_tracker_beside_copy_last_mask(
+    gold: tuple[str, Path], store: ObjectStore
+) -> None:
+    uri, truth = gold
+    torch.manual_seed(0)
+    model = build_video_model("tiny112")
+    ckpt = CheckpointStore(store, "runs/t/tracker")
+    pointer = ckpt.save(1, model.state_dict(), {"step": 1}, config={"size": "tiny112", "stage": "tracker"})
+    doc = evaluate_video_checkpoint(pointer.weights, uri, truth, store)
+    assert set(doc["headline"]) == {
+        "video_cgF1",
+        "video_IL_MCC",
+        "video_pmF1",
+        "tracking_cgF1",
+        "masklet_IoU",
+    }
+    assert 0 <= doc["headline"]["masklet_IoU"] <= 1 and doc["videos"] == 2
+    _, ious = prompted_masklets(None, video_records(uri, store), RES, copy_last=True)
+    reference = doc["references"]["copy last mask"]
+    assert reference["masklet_IoU"] == pytest.approx(sum(ious) / len(ious))
+    assert doc["tracked_objects"] == len(ious)
+
+
+def test_predict_videos_then_evaluate_from_the_command_line(
+    gold: tuple[str, Path], store: ObjectStore, s3_env: dict[str, str], tmp_path: Path
+) -> None:
+    uri, truth = gold
+    torch.manual_seed(0)
+    pointer = CheckpointStore(store, "runs/cli/joint").save(
+        1,
+        build_video_model("tiny112").state_dict(),
+        {"step": 1},
+        config={"size": "tiny112", "stage": "joint"},
+    )
+    out = tmp_path / "masklets.json"
+    cli = [sys.executable, "-m", "pipeline"]
+    done = subprocess.run(
+        [*cli, "predict", "--videos", "--checkpoint", pointer.weights, "--dataset", uri, "--out", str(out),
+         "--score-threshold", "0.0"],
+        capture_output=True, text=True, env=s3_env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == str(out)
+    masklets = json.loads(out.read_text())
+    assert masklets and {"video_id", "category_id", "score", "segmentations"} <= set(masklets[0])
+    metrics = tmp_path / "m.json"
+    scored = subprocess.run(
+        [*cli, "evaluate", "--video", "--gt", str(truth), "--pred", str(out), "--out", str(metrics)],
+        capture_output=True, text=True, env=s3_env, timeout=120,
+    )  # fmt: skip
+    assert scored.returncode == 0, scored.stderr[-3000:]
