@@ -32,8 +32,10 @@ from components.ingest.config import DataConfig
 from components.train.config import Size, TrainConfig
 from components.train.placement import Cluster, Resources
 
-STAGES: tuple[str, ...] = ("detector", "presence")
-"""Image stages in pipeline order (tracker and joint join with the video issue)."""
+STAGES: tuple[str, ...] = ("detector", "presence", "tracker", "joint")
+"""Every stage in pipeline order; a config trains the two image stages and, when it has them, the video
+stages (``tracker``, then ``joint``)."""
+VIDEO_STAGES: tuple[str, ...] = ("tracker", "joint")
 
 
 class _Model(BaseModel):
@@ -108,6 +110,10 @@ class PipelineConfig(_Model):
     data: DataConfig
     detector: Stage
     presence: Stage
+    tracker: Stage | None = Field(default=None, description="stage 3: the video tracker (needs videos)")
+    joint: Stage | None = Field(
+        default=None, description="stage 4: images and videos together (needs tracker)"
+    )
     evaluation: Evaluation = Field(default_factory=Evaluation)
     registry: Registry = Field(default_factory=Registry)
     kubernetes: Kubernetes = Field(default_factory=Kubernetes)
@@ -115,7 +121,14 @@ class PipelineConfig(_Model):
     @model_validator(mode="after")
     def _check_stages(self) -> PipelineConfig:
         placeholder = "s3://bucket/datasets/check/0"
-        for name in STAGES:
+        if self.joint is not None and self.tracker is None:
+            raise ValueError("joint: the joint stage starts from the tracker stage; configure tracker too")
+        if self.tracker is not None and not self.data.has_videos():
+            raise ValueError(
+                "tracker: the video stages need training and gold videos (data.synthetic.videos "
+                "and gold_videos, or video sources)"
+            )
+        for name in self.stages():
             stage: Stage = getattr(self, name)
             try:
                 self.train_config(name, placeholder, run_id="check", stage_cfg=stage)
@@ -138,15 +151,19 @@ class PipelineConfig(_Model):
             "stages": {
                 name: getattr(self, name).model_dump(mode="json", exclude={"gate", "resources"})
                 | {"world": [getattr(self, name).resources.nnodes, getattr(self, name).resources.nproc]}
-                for name in STAGES
+                for name in self.stages()
             },
         }
         return f"{self.name}-{_digest(trained)[:12]}"
 
     # -- per stage -----------------------------------------------------------------
+    def stages(self) -> list[str]:
+        """The stages this config trains, in pipeline order."""
+        return [name for name in STAGES if getattr(self, name) is not None]
+
     def stage(self, name: str) -> Stage:
-        if name not in STAGES:
-            raise ConfigError(f"unknown stage {name!r}: expected one of {list(STAGES)}")
+        if name not in self.stages():
+            raise ConfigError(f"unknown stage {name!r}: this config trains {self.stages()}")
         stage: Stage = getattr(self, name)
         return stage
 

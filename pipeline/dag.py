@@ -2,7 +2,9 @@
 
     prepare sources -> ingest (ParallelFor over partitions) -> commit
       -> hard negatives -> detector -> evaluate -> gate
-      -> [if passed] presence -> evaluate -> gate -> [if passed] promote
+      -> [if passed] presence -> evaluate -> gate
+      -> [if passed, and configured] tracker -> evaluate -> gate -> joint -> evaluate -> gate
+      -> [if passed] promote
     exit handler: report the outcome (whatever happened)
 
 Each step is a thin KFP component over library code (follow the imports below
@@ -29,7 +31,7 @@ from components.promote.component import promote_model
 from components.report.component import report_outcome
 from components.train.component import train_stage
 from components.train.placement import SECRET_ENV, Resources
-from pipeline.config import STAGES, PipelineConfig
+from pipeline.config import PipelineConfig
 
 PIPELINE_NAME = "sam3-training-pipeline"
 Target = Literal["local", "kubernetes"]
@@ -42,6 +44,7 @@ def build_pipeline(cfg: PipelineConfig, target: Target = "kubernetes") -> Any:
     data = cfg.data.model_dump_json()
     cluster = cfg.kubernetes.cluster().model_dump_json()
     k8s = target == "kubernetes"
+    stages = cfg.stages()
 
     def place(task: Any, resources: Resources | None = None, *, cache: bool = True) -> Any:
         task.set_caching_options(cache)
@@ -51,12 +54,12 @@ def build_pipeline(cfg: PipelineConfig, target: Target = "kubernetes") -> Any:
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
-        description="SAM 3-style concept segmentation: ingest, hard negatives, detector and presence "
-        "stages (TorchX), cgF1 gates, promotion into the model registry.",
+        description="SAM 3-style concept segmentation: ingest, hard negatives, detector, presence, tracker "
+        "and joint stages (TorchX), cgF1 gates, promotion into the model registry.",
     )
     def sam3_training_pipeline():  # no return annotation: kfp would read it as outputs
         execution = dsl.PIPELINE_JOB_ID_PLACEHOLDER
-        report = place(report_outcome(run_id=run_id, execution=execution, stages=list(STAGES)), cache=False)
+        report = place(report_outcome(run_id=run_id, execution=execution, stages=stages), cache=False)
         with dsl.ExitHandler(report, name="train-gate-promote"):
             sources = place(prepare_sources(data=data))
             with dsl.ParallelFor(sources.output, parallelism=cfg.data.partitions, name="ingest") as part:
@@ -65,7 +68,7 @@ def build_pipeline(cfg: PipelineConfig, target: Target = "kubernetes") -> Any:
             mined = place(mine_hard_negatives(data=data, dataset=datasets.outputs["train"]))
             init: Any = ""
             with contextlib.ExitStack() as gates:
-                for name in STAGES:
+                for name in stages:
                     stage = cfg.stage(name)
                     template = cfg.train_config(name, UNSET_DATASET, run_id=run_id).model_dump(
                         exclude={"dataset", "init"}
@@ -113,7 +116,7 @@ def build_pipeline(cfg: PipelineConfig, target: Target = "kubernetes") -> Any:
                         checkpoint=init,
                         model=cfg.registry.model,
                         alias=cfg.registry.alias,
-                        stages=list(STAGES),
+                        stages=stages,
                         train_dataset=mined.output,
                         gold_dataset=datasets.outputs["gold"],
                         config=cfg.to_json(),

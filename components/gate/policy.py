@@ -8,6 +8,7 @@ records the decision.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +32,24 @@ class Gate(BaseModel):
         ge=0,
         description="cgF1 points this stage may lose against the same stage of the production model",
     )
+    video_cgF1: float | None = Field(
+        default=None, ge=0, le=100, description="video stages: end-to-end video cgF1 (detector + tracker)"
+    )
+    tracking_cgF1: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="video stages: video cgF1 of the tracker prompted with true masks",
+    )
+    masklet_IoU: float | None = Field(
+        default=None, ge=0, le=1, description="video stages: mean masklet IoU of the prompted tracker"
+    )
+    baseline_stage: str | None = Field(
+        default=None, description="an earlier stage of the same run whose image cgF1 this stage must keep"
+    )
+    max_stage_regression: float = Field(
+        default=1.0, ge=0, description="image cgF1 points this stage may lose against baseline_stage"
+    )
 
 
 class GateDecision(BaseModel):
@@ -44,6 +63,7 @@ class GateDecision(BaseModel):
 
 
 THRESHOLDED = ("cgF1", "IL_MCC", "pmF1")
+VIDEO_THRESHOLDED = ("video_cgF1", "tracking_cgF1", "masklet_IoU")
 
 
 def decide(
@@ -52,11 +72,16 @@ def decide(
     metrics: dict[str, float],
     production: dict[str, float] | None = None,
     production_version: int | None = None,
+    baseline: dict[str, float] | None = None,
 ) -> GateDecision:
-    """Check every rule (not just the first failing one) and say why, in both outcomes."""
+    """Check every rule (not just the first failing one) and say why, in both outcomes.
+
+    ``baseline``: the metrics of ``gate.baseline_stage`` of the same run (when the gate names one).
+    """
     reasons: list[str] = []
     passed = True
-    for name in THRESHOLDED:
+    checked = [*THRESHOLDED, *(n for n in VIDEO_THRESHOLDED if getattr(gate, n) is not None)]
+    for name in checked:
         value, floor = metrics.get(name), getattr(gate, name)
         if value is None:
             passed = False
@@ -78,6 +103,19 @@ def decide(
                 f"cgF1 {value:.4g} {'>=' if ok else '<'} production v{production_version} "
                 f"{production['cgF1']:.4g} - {gate.max_regression:.4g}"
             )
+    if gate.baseline_stage is not None:
+        if baseline is None or "cgF1" not in baseline:
+            passed = False
+            reasons.append(f"no evaluation of the {gate.baseline_stage} stage to compare with")
+        else:
+            floor = baseline["cgF1"] - gate.max_stage_regression
+            value = metrics.get("cgF1", float("-inf"))
+            ok = value >= floor
+            passed &= ok
+            reasons.append(
+                f"cgF1 {value:.4g} {'>=' if ok else '<'} {gate.baseline_stage} stage "
+                f"{baseline['cgF1']:.4g} - {gate.max_stage_regression:.4g}"
+            )
     return GateDecision(
         stage=stage,
         passed=passed,
@@ -85,6 +123,13 @@ def decide(
         metrics={k: float(v) for k, v in metrics.items()},
         production_version=production_version,
     )
+
+
+def stage_metrics(doc: dict[str, Any]) -> dict[str, float]:
+    """The gated numbers of a stage's metrics.json: the image headline, plus the video one of video stages."""
+    return headline(doc["result"]) | {
+        k: float(v) for k, v in doc.get("video", {}).get("headline", {}).items()
+    }
 
 
 def gate_stage(
@@ -99,15 +144,21 @@ def gate_stage(
 ) -> GateDecision:
     """Decide on a stage's evaluation against its thresholds and the production model; record it."""
     from components.promote.registry import Registry
+    from components.schemas import evaluation_metrics_key
 
-    metrics = headline(store.get_json(store.key_of(metrics_uri))["result"])
+    metrics = stage_metrics(store.get_json(store.key_of(metrics_uri)))
     registry = Registry(store, model)
     production = registry.alias("production")
-    baseline, version = None, None
+    previous, version = None, None
     if production is not None:
         card = registry.card(production.version)
-        baseline, version = card.metrics.get(stage), production.version
-    decision = decide(stage, gate, metrics, baseline, version)
+        previous, version = card.metrics.get(stage), production.version
+    earlier = None
+    if gate.baseline_stage is not None and store.exists(
+        key := evaluation_metrics_key(run_id, gate.baseline_stage)
+    ):
+        earlier = stage_metrics(store.get_json(key))
+    decision = decide(stage, gate, metrics, previous, version, earlier)
     store.put_json(record_key, decision)
     log.info("%s gate %s: %s", stage, "passed" if decision.passed else "FAILED", "; ".join(decision.reasons))
     push_gate_decision(model, stage, run_id, decision.passed, decision.metrics)  # when a gateway is set

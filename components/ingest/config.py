@@ -40,6 +40,12 @@ class DataConfig(_Model):
     partitions: int = Field(default=2, ge=1, le=256, description="parallel ingest workers")
     image_check: Literal["structure", "decode"] = "structure"
 
+    def has_videos(self) -> bool:
+        """Whether training and gold data both hold videos."""
+        if self.synthetic is not None and self.synthetic.videos and self.synthetic.gold_videos:
+            return True
+        return any(s.tag == "video" for s in self.train) and any(s.tag == "video" for s in self.gold)
+
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
         if self.synthetic is None and not self.train:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from components.evaluate.result import headline
+from components.gate.policy import stage_metrics as gated_metrics
 from components.images import package_version
 from components.promote.registry import Registry
 from components.schemas import evaluation_metrics_key
@@ -42,7 +42,7 @@ def stage_metrics(store: ObjectStore, run_id: str, stages: list[str]) -> dict[st
     for stage in stages:
         key = evaluation_metrics_key(run_id, stage)
         if store.exists(key):
-            out[stage] = headline(store.get_json(key)["result"])
+            out[stage] = gated_metrics(store.get_json(key))
     return out
 
 

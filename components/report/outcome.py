@@ -13,8 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.evaluate.result import headline
-from components.gate.policy import GateDecision
+from components.gate.policy import GateDecision, stage_metrics
 from components.promote.promote import Promotion, execution_prefix
 from components.schemas import evaluation_metrics_key, stage_result_key
 from components.storage import ObjectStore
@@ -33,6 +32,7 @@ class StageSummary(BaseModel):
     metrics: dict[str, float] = {}
     diagnostics: dict[str, float] = {}
     references: dict[str, dict[str, float]] = {}
+    video_references: dict[str, dict[str, float]] = {}
     gate: Literal["passed", "failed", "not run"] = "not run"
     reasons: list[str] = []
 
@@ -54,7 +54,8 @@ class Outcome(BaseModel):
         """One line for logs: each stage's headline metrics and gate, then the promotion or the error."""
         parts = []
         for s in self.stages:
-            scores = " ".join(f"{k} {s.metrics[k]:.3g}" for k in ("cgF1", "IL_MCC", "pmF1") if k in s.metrics)
+            keys = ("cgF1", "IL_MCC", "pmF1", "video_cgF1", "tracking_cgF1", "masklet_IoU")
+            scores = " ".join(f"{k} {s.metrics[k]:.3g}" for k in keys if k in s.metrics)
             parts.append(f"{s.stage} {scores or 'not evaluated'}, gate {s.gate}")
         if self.promotion is not None:
             p = self.promotion
@@ -109,8 +110,9 @@ def _stage(store: ObjectStore, run_id: str, execution: str, stage: str) -> Stage
     evaluated = evaluation_metrics_key(run_id, stage)
     if store.exists(evaluated):
         doc = store.get_json(evaluated)
-        summary.metrics, summary.diagnostics = headline(doc["result"]), doc.get("diagnostics", {})
+        summary.metrics, summary.diagnostics = stage_metrics(doc), doc.get("diagnostics", {})
         summary.references = doc.get("references", {})
+        summary.video_references = doc.get("video", {}).get("references", {})
     gated = gate_key(run_id, execution, stage)
     if store.exists(gated):
         decision = GateDecision.model_validate(store.get_json(gated))

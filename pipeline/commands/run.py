@@ -69,6 +69,22 @@ def print_summary(outcome: Outcome) -> None:
             s.gate,
         )
     stderr.print(table)
+    videos = [s for s in outcome.stages if "video_cgF1" in s.metrics]
+    if videos:  # end to end on the gold videos, then the tracker alone (true first-frame prompts)
+        table = Table(title="gold videos")
+        for column in ("stage", "video cgF1", "IL_MCC", "pmF1", "tracking cgF1", "masklet IoU"):
+            table.add_column(column, justify="left" if column == "stage" else "right")
+        for s in videos:
+            m = s.metrics
+            table.add_row(
+                s.stage,
+                f"{m['video_cgF1']:.2f}",
+                f"{m['video_IL_MCC']:.3f}",
+                f"{m['video_pmF1']:.2f}",
+                f"{m['tracking_cgF1']:.2f}",
+                f"{m['masklet_IoU']:.3f}",
+            )
+        stderr.print(table)
     for s in outcome.stages:
         if s.reasons:
             stderr.print(f"{s.stage} gate {s.gate}: " + "; ".join(s.reasons))
@@ -90,6 +106,15 @@ def print_summary(outcome: Outcome) -> None:
             ),
             soft_wrap=True,
         )
+    for s in outcome.stages:
+        for name, m in s.video_references.items():  # the tracker against a tracker that does nothing
+            stderr.print(
+                f"{s.stage} tracking, prompted with the true first-visible masks: tracker masklet IoU "
+                f"{s.metrics.get('masklet_IoU', 0):.3f}, "
+                f"tracking cgF1 {s.metrics.get('tracking_cgF1', 0):.2f}; "
+                f"{name}: masklet IoU {m['masklet_IoU']:.3f}, tracking cgF1 {m['tracking_cgF1']:.2f}",
+                soft_wrap=True,
+            )
     if outcome.promotion is not None:
         p = outcome.promotion
         was = f" (was version {p.previous})" if p.previous is not None else ""

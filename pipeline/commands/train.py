@@ -8,7 +8,7 @@ from components.images import TRAINER_IMAGE
 
 
 def train(
-    stage: str = typer.Option(..., "--stage", help="detector | presence | joint"),
+    stage: str = typer.Option(..., "--stage", help="detector | presence | tracker | joint"),
     dataset: str = typer.Option(..., "--dataset", help="Dataset URI (s3://.../datasets/NAME/VERSION)."),
     run_id: str = typer.Option(..., "--run", help="Run id: checkpoints go to runs/RUN/STAGE/."),
     size: str = typer.Option("tiny", "--size", help="tiny | tiny112 | small | full"),

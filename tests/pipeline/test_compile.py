@@ -92,7 +92,7 @@ def test_gates_guard_the_next_stage_and_promotion(compiled: tuple[str, dict]) ->
         for t in _all_tasks(spec).values()
         if "condition" in t.get("triggerPolicy", {})
     ]
-    assert len(conditions) == 2 and all("gate-stage" in c and "== true" in c for c in conditions)
+    assert len(conditions) == 4 and all("gate-stage" in c and "== true" in c for c in conditions)  # 4 stages
     assert (
         spec["root"]["dag"]["tasks"]["report-outcome"]["triggerPolicy"]["strategy"]
         == "ALL_UPSTREAM_TASKS_COMPLETED"

@@ -78,4 +78,29 @@ def test_stage_train_config_merges_overrides() -> None:
     assert train.steps == cfg.detector.steps and train.run_id == cfg.effective_run_id()
     assert train.optim.lr == cfg.detector.train["optim"]["lr"] and train.init == "s3://x/ckpt"
     with pytest.raises(ConfigError, match="unknown stage"):
-        cfg.stage("tracker")
+        cfg.stage("segmenter")
+    assert cfg.stages() == ["detector", "presence", "tracker", "joint"]
+    image_only = PipelineConfig.model_validate(
+        {**cfg.model_dump(mode="json"), "tracker": None, "joint": None}
+    )
+    assert image_only.stages() == ["detector", "presence"]
+    with pytest.raises(ConfigError, match="unknown stage 'tracker'"):
+        image_only.stage("tracker")
+    # the run id covers what is trained, video stages included
+    assert image_only.effective_run_id() != cfg.effective_run_id()
+    tracker = cfg.train_config("tracker", "s3://sam3/datasets/shapes/v1")
+    assert tracker.video and tracker.batch_size == cfg.tracker.batch_size  # type: ignore[union-attr]
+
+
+def test_video_stages_need_their_order_and_videos() -> None:
+    doc = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    no_tracker = {**doc, "tracker": None}
+    with pytest.raises(ConfigError, match="joint: the joint stage starts from the tracker stage"):
+        PipelineConfig.parse(yaml.safe_dump(no_tracker))
+    no_videos = {**doc, "data": {**doc["data"], "synthetic": {**doc["data"]["synthetic"], "videos": 0}}}
+    with pytest.raises(ConfigError, match="tracker: the video stages need training and gold videos"):
+        PipelineConfig.parse(yaml.safe_dump(no_videos))
+    bad_fraction = yaml.safe_load(yaml.safe_dump(doc))
+    bad_fraction["joint"]["train"]["video_fraction"] = 1.0
+    with pytest.raises(ConfigError, match=r"joint\.train.*video_fraction"):
+        PipelineConfig.parse(yaml.safe_dump(bad_fraction))

@@ -45,3 +45,43 @@ def test_gate_step_records_its_decision(store: ObjectStore) -> None:
     )
     assert not decision.passed and decision.production_version is None
     assert store.get_json("runs/r/executions/e/detector.gate.json")["passed"] is False
+
+
+VIDEO = {**GOOD, "video_cgF1": 30.0, "tracking_cgF1": 70.0, "masklet_IoU": 0.65}
+
+
+def test_video_thresholds_pass_fail_and_apply_only_when_set() -> None:
+    assert decide("tracker", Gate(), GOOD).passed  # an image stage has no video metrics to gate
+    assert decide("tracker", Gate(video_cgF1=25, tracking_cgF1=60, masklet_IoU=0.6), VIDEO).passed
+    for name, floor in (("video_cgF1", 31.0), ("tracking_cgF1", 71.0), ("masklet_IoU", 0.7)):
+        decision = decide("tracker", Gate(**{name: floor}), VIDEO)
+        assert not decision.passed and any(r.startswith(f"{name} ") and "<" in r for r in decision.reasons)
+    missing = decide("tracker", Gate(masklet_IoU=0.1), GOOD)
+    assert not missing.passed and "masklet_IoU missing from the evaluation" in missing.reasons
+
+
+def test_regression_against_an_earlier_stage_of_the_run() -> None:
+    gate = Gate(baseline_stage="presence", max_stage_regression=1.0)
+    assert decide("joint", gate, VIDEO, baseline={"cgF1": 55.9}).passed
+    decision = decide("joint", gate, VIDEO, baseline={"cgF1": 56.5})
+    assert not decision.passed and "cgF1 55 < presence stage 56.5 - 1" in decision.reasons
+    absent = decide("joint", gate, VIDEO)
+    assert not absent.passed and "no evaluation of the presence stage to compare with" in absent.reasons
+
+
+def test_gate_step_reads_video_metrics_and_the_baseline_stage(store: ObjectStore) -> None:
+    image = {**GOOD, "cgF1@0.5": 60.0, "cgF1@0.75": 50.0}
+    store.put_json("runs/v/presence/eval/metrics.json", {"result": {**image, "cgF1": 57.0}})
+    video = {"headline": {k: VIDEO[k] for k in ("video_cgF1", "tracking_cgF1", "masklet_IoU")}}
+    store.put_json("runs/v/joint/eval/metrics.json", {"result": image, "video": video})
+    decision = gate_stage(
+        store,
+        stage="joint",
+        gate=Gate(video_cgF1=20, baseline_stage="presence", max_stage_regression=1.0),
+        metrics_uri=store.uri("runs/v/joint/eval/metrics.json"),
+        model="m",
+        run_id="v",
+        record_key="runs/v/executions/e/joint.gate.json",
+    )
+    assert not decision.passed  # 55 < 57 - 1
+    assert "video_cgF1 30 >= 20" in decision.reasons and decision.metrics["masklet_IoU"] == 0.65

@@ -2,8 +2,8 @@
 
 The runs share one bucket and one run id (gates are not part of what is
 trained), so the later runs reuse the trained stages and only re-gate them.
-Together they take every branch of both gates: pass/pass (promoted, with a
-rank killed mid-training), detector fails, presence fails.
+Together they take every branch of the gates: all pass (promoted, with a rank
+killed mid-training), detector fails, presence fails, joint fails.
 """
 
 from __future__ import annotations
@@ -55,6 +55,19 @@ SMALL = {
         "resources": {"nproc": 2},
     },
     "presence": {"steps": 2, "batch_size": 1, "checkpoint_every": 2, "train": {"data_workers": 0}},
+    "tracker": {
+        "steps": 2,
+        "batch_size": 1,
+        "checkpoint_every": 2,
+        "train": {"data_workers": 0, "clips": {"frames": 3}},
+    },
+    "joint": {
+        "steps": 2,
+        "batch_size": 1,
+        "checkpoint_every": 2,
+        "train": {"data_workers": 0, "clips": {"frames": 3}},
+        "gate": {"baseline_stage": "presence", "max_stage_regression": 100.0},
+    },
     "registry": {"model": "smoke", "alias": "production"},
 }
 
@@ -137,14 +150,21 @@ def test_run_promotes_and_survives_a_killed_rank(
     assert re.search(r"resumed from step [2-9]", err), err[-4000:]
     assert out.strip().splitlines()[-1] == store.uri("registry/smoke/versions/1")
     assert "promoted smoke version 1 -> production" in err
-    for stage in ("detector", "presence"):
+    for stage in ("detector", "presence", "tracker", "joint"):
         assert re.search(rf"│ {stage}\s+│\s+\d+ │", err), err[-2000:]  # the summary table
+    # the tracker beside a tracker that does nothing, on the same prompts
+    assert re.search(
+        r"tracker tracking, prompted with the true first-visible masks: tracker masklet IoU [\d.]+, "
+        r"tracking cgF1 [\d.]+; copy last mask: masklet IoU [\d.]+",
+        err,
+    ), err[-3000:]
     # the gap to a good model: reference predictors scored on the same gold pairs
     assert re.search(r"references on the same gold pairs .*: oracle 100\.0, .*, no recognition 0\.0\n", err)
     registry = Registry(store, "smoke")
     card = registry.card(1)
     assert registry.alias("production").version == 1  # type: ignore[union-attr]
-    assert set(card.metrics) == {"detector", "presence"} and card.stage == "presence"
+    assert set(card.metrics) == {"detector", "presence", "tracker", "joint"} and card.stage == "joint"
+    assert {"video_cgF1", "tracking_cgF1", "masklet_IoU"} <= set(card.metrics["joint"])
     assert card.run_id == RUN_ID and card.datasets["train"].startswith(store.uri("datasets/smoke/"))
     (log,) = (Path(env["SAM3_HOME"]) / "kfp" / "logs").glob(f"{RUN_ID}-*.log")
     for secret in (env["SAM3_S3_SECRET_KEY"], env["SAM3_S3_ACCESS_KEY"]):
@@ -178,6 +198,19 @@ def test_impossible_presence_threshold_stops_at_the_second_gate(
     assert registry.versions() == [1] and registry.alias("production").version == 1  # type: ignore[union-attr]
 
 
+def test_impossible_video_threshold_stops_at_the_joint_gate(
+    env: dict[str, str], store: ObjectStore, tmp_path: Path
+) -> None:
+    cfg = with_gates({}, {})
+    cfg["joint"]["gate"] = {"video_cgF1": 100.0, "baseline_stage": "presence", "max_stage_regression": 100.0}
+    code, _, err = run(cfg, env, tmp_path)
+    assert code == 3, err[-4000:]
+    assert "stopped by the joint gate" in err and re.search(r"video_cgF1 [\d.]+ < 100", err)
+    assert re.search(r"cgF1 [\d.]+ >= presence stage [\d.]+ - 100", err)
+    registry = Registry(store, "smoke")
+    assert registry.versions() == [1] and registry.alias("production").version == 1  # type: ignore[union-attr]
+
+
 def test_a_failed_step_is_reported_with_exit_1(env: dict[str, str], tmp_path: Path) -> None:
     broken = yaml.safe_load(yaml.safe_dump(SMALL))
     broken["data"] = {
@@ -186,6 +219,7 @@ def test_a_failed_step_is_reported_with_exit_1(env: dict[str, str], tmp_path: Pa
         "gold": [{"tag": "hq", "path": str(tmp_path / "nothing-here")}],
         "negatives_per_image": 0,
     }
+    del broken["tracker"], broken["joint"]  # image stages only: the data has no videos
     code, out, err = run(broken, env, tmp_path)
     assert code == 1, err[-3000:]
     assert "failed" in err and "nothing-here" in err  # the failing step's own error, and the outcome
