@@ -93,29 +93,19 @@ def decide(
             reasons.append(f"{name} {value:.4g} >= {floor:.4g}")
     if gate.max_regression is not None:
         if production is None or "cgF1" not in production:
-            reasons.append("no production model to compare with")
+            reasons.append("no production model to compare with")  # a first model passes
         else:
-            floor = production["cgF1"] - gate.max_regression
-            value = metrics.get("cgF1", float("-inf"))
-            ok = value >= floor
+            ok, reason = _kept(metrics, production, gate.max_regression, f"production v{production_version}")
             passed &= ok
-            reasons.append(
-                f"cgF1 {value:.4g} {'>=' if ok else '<'} production v{production_version} "
-                f"{production['cgF1']:.4g} - {gate.max_regression:.4g}"
-            )
+            reasons.append(reason)
     if gate.baseline_stage is not None:
         if baseline is None or "cgF1" not in baseline:
             passed = False
             reasons.append(f"no evaluation of the {gate.baseline_stage} stage to compare with")
         else:
-            floor = baseline["cgF1"] - gate.max_stage_regression
-            value = metrics.get("cgF1", float("-inf"))
-            ok = value >= floor
+            ok, reason = _kept(metrics, baseline, gate.max_stage_regression, f"{gate.baseline_stage} stage")
             passed &= ok
-            reasons.append(
-                f"cgF1 {value:.4g} {'>=' if ok else '<'} {gate.baseline_stage} stage "
-                f"{baseline['cgF1']:.4g} - {gate.max_stage_regression:.4g}"
-            )
+            reasons.append(reason)
     return GateDecision(
         stage=stage,
         passed=passed,
@@ -123,6 +113,13 @@ def decide(
         metrics={k: float(v) for k, v in metrics.items()},
         production_version=production_version,
     )
+
+
+def _kept(metrics: dict[str, float], earlier: dict[str, float], delta: float, what: str) -> tuple[bool, str]:
+    """Whether cgF1 lost at most ``delta`` points against ``earlier``'s, and the reason to record."""
+    value = metrics.get("cgF1", float("-inf"))
+    ok = value >= earlier["cgF1"] - delta
+    return ok, f"cgF1 {value:.4g} {'>=' if ok else '<'} {what} {earlier['cgF1']:.4g} - {delta:.4g}"
 
 
 def stage_metrics(doc: dict[str, Any]) -> dict[str, float]:
