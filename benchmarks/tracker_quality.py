@@ -104,12 +104,7 @@ def train_and_evaluate(
     for step in range(1, cfg.steps + 1):
         started = time.perf_counter()
         trainer.train_step(model, stream, criterion, nullcontext(), world)
-        torch.nn.utils.clip_grad_norm_(
-            [p for p in model.parameters() if p.requires_grad], cfg.optim.grad_clip
-        )
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        trainer.apply_update(model, optimizer, scheduler)
         seconds += time.perf_counter() - started
         if step % eval_every == 0 or step == cfg.steps:
             model.eval()

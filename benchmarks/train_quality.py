@@ -108,12 +108,7 @@ def train_and_evaluate(
     started = time.perf_counter()
     for step in range(cfg.steps):
         trainer.train_step(model, stream, criterion, nullcontext(), world)
-        torch.nn.utils.clip_grad_norm_(
-            [p for p in model.parameters() if p.requires_grad], cfg.optim.grad_clip
-        )
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        trainer.apply_update(model, optimizer, scheduler)
         if (step + 1) % 100 == 0:
             print(f"  step {step + 1}/{cfg.steps}", flush=True)
     seconds = time.perf_counter() - started

@@ -35,7 +35,6 @@ from components.train.placement import Cluster, Resources
 STAGES: tuple[str, ...] = ("detector", "presence", "tracker", "joint")
 """Every stage in pipeline order; a config trains the two image stages and, when it has them, the video
 stages (``tracker``, then ``joint``)."""
-VIDEO_STAGES: tuple[str, ...] = ("tracker", "joint")
 
 
 class _Model(BaseModel):

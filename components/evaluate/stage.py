@@ -48,25 +48,28 @@ class StageEvaluation:
         return headline(self.result.to_json_dict()) | (self.video["headline"] if self.video else {})
 
 
-def load_checkpoint_model(checkpoint: str, store: ObjectStore, size: str | None = None) -> tuple[Any, int]:
-    """The model of a checkpoint (size from its config.json unless given), on GPU when there is one."""
+def load_checkpoint_model(
+    checkpoint: str, store: ObjectStore, size: str | None = None, *, video: bool = False
+) -> tuple[Any, int]:
+    """The model of a checkpoint (size from its config.json unless given) in eval mode, on GPU when there
+    is one: the image model, or with ``video`` the video model (detector + tracker) of a video stage."""
     import torch
 
     from components.errors import ConfigError
     from components.model.builder import build_model
-    from components.model.checkpoint import load_weights, normalize_state_dict
     from components.model.config import ModelConfig
+    from components.model.video import build_video_model, load_model_weights
     from components.train.checkpoint import checkpoint_config, read_weights
 
     saved = checkpoint_config(checkpoint, store) or {}
     size = size or saved.get("size")
     if size is None:
         raise ConfigError(f"{checkpoint} carries no training config: give the model size")
-    model = build_model(size)
-    load_weights(model, normalize_state_dict(read_weights(checkpoint, store)), checkpoint)
+    model = build_video_model(size) if video else build_model(size)
+    load_model_weights(model, read_weights(checkpoint, store), checkpoint)
     if torch.cuda.is_available():
         model = model.cuda()
-    return model, ModelConfig.preset(size).resolution
+    return model.eval(), ModelConfig.preset(size).resolution
 
 
 def image_records(dataset: str, store: ObjectStore, max_images: int | None = None) -> Iterator[MediaRecord]:
@@ -175,25 +178,6 @@ def evaluate_checkpoint(
     return StageEvaluation(result, store.uri(metrics_key), html, found, scored, videos)
 
 
-def load_video_checkpoint(checkpoint: str, store: ObjectStore) -> tuple[Any, int]:
-    """The video model (detector + tracker) of a video stage's checkpoint, on GPU when there is one."""
-    import torch
-
-    from components.errors import ConfigError
-    from components.model.config import ModelConfig
-    from components.model.video import build_video_model, load_video_weights
-    from components.train.checkpoint import checkpoint_config, read_weights
-
-    size = (checkpoint_config(checkpoint, store) or {}).get("size")
-    if size is None:
-        raise ConfigError(f"{checkpoint} carries no training config: cannot tell the model size")
-    model = build_video_model(size)
-    load_video_weights(model, read_weights(checkpoint, store), checkpoint)
-    if torch.cuda.is_available():
-        model = model.cuda()
-    return model.eval(), ModelConfig.preset(size).resolution
-
-
 def video_records(dataset: str, store: ObjectStore) -> list[MediaRecord]:
     return [r for r in Dataset.open(dataset, store).records() if r.kind == "video"]
 
@@ -210,7 +194,7 @@ def evaluate_video_checkpoint(
     from components.evaluate.tracking import detect_and_track, prompted_masklets
     from components.evaluate.video import evaluate_videos
 
-    model, resolution = load_video_checkpoint(checkpoint, store)
+    model, resolution = load_checkpoint_model(checkpoint, store, video=True)
     records = video_records(gold, store)
     if not records:
         raise DataError(f"{gold} holds no videos to evaluate the tracker on")

@@ -32,14 +32,15 @@ import torch.nn.functional as F
 from pycocotools import mask as mask_utils
 
 from components.errors import DataError
-from components.model.clips import Masklet, decode_frames, mask_at, object_masks
+from components.model.batch import resize_mask
+from components.model.clips import Masklet, decode_frames, full_mask, mask_at, object_masks
 from components.model.video import Prompt, Sam3VideoModel
 from components.schemas import MediaRecord, Query
+from components.synthetic.masks import encode
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
-Rle = dict[str, Any]
 
 
 def pair_ids(query: Query) -> tuple[int, int]:
@@ -53,22 +54,9 @@ def pair_ids(query: Query) -> tuple[int, int]:
         ) from None
 
 
-def _encode(masks: np.ndarray) -> list[Rle | None]:
+def _encode(masks: np.ndarray) -> list[Any]:
     """(T, H, W) bool -> per-frame compressed RLE, None for an empty frame."""
-    out: list[Rle | None] = []
-    for m in masks:
-        if not m.any():
-            out.append(None)
-            continue
-        rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-        out.append({"size": [int(m.shape[0]), int(m.shape[1])], "counts": rle["counts"].decode("ascii")})
-    return out
-
-
-def _gt_mask(record: MediaRecord, counts: str | None) -> np.ndarray:
-    if counts is None:
-        return np.zeros((record.height, record.width), bool)
-    return mask_utils.decode({"size": [record.height, record.width], "counts": counts.encode()}).astype(bool)
+    return [encode(m) if m.any() else None for m in masks]
 
 
 def _upsample(logits: torch.Tensor, height: int, width: int) -> np.ndarray:
@@ -79,10 +67,11 @@ def _upsample(logits: torch.Tensor, height: int, width: int) -> np.ndarray:
 
 @dataclass
 class Tracked:
-    """Per-frame masks (T, H, W) of objects prompted from ground truth, by their true masklet
-    (components.model.clips.object_masks)."""
+    """Per-frame masks (T, H, W) of objects prompted from ground truth, and the true ones, by their true
+    masklet (components.model.clips.object_masks)."""
 
     masks: dict[Masklet, np.ndarray]
+    truth: dict[Masklet, np.ndarray]
 
 
 @torch.inference_mode()
@@ -95,7 +84,7 @@ def track_ground_truth(
     """
     frames = len(record.frames)
     objects = object_masks(record)
-    truth = {oid: np.stack([_gt_mask(record, c) for c in per_frame]) for oid, per_frame in objects.items()}
+    truth = {oid: np.stack([full_mask(record, c) for c in per_frame]) for oid, per_frame in objects.items()}
     starts = {oid: int(np.argmax(m.reshape(frames, -1).any(axis=1))) for oid, m in truth.items() if m.any()}
     out: dict[Masklet, np.ndarray] = {}
     for oid, start in starts.items():
@@ -103,7 +92,7 @@ def track_ground_truth(
         masks[start:] = truth[oid][start]
         out[oid] = masks
     if copy_last or not starts:
-        return Tracked(out)
+        return Tracked(out, truth)
     assert model is not None
     device = next(model.parameters()).device
     features = model.features(decode_frames(record, resolution).to(device))
@@ -116,7 +105,7 @@ def track_ground_truth(
             predicted = _upsample(frame.masks, record.height, record.width)
             for row, oid in enumerate(group):
                 out[oid][frame.frame] = predicted[row]
-    return Tracked(out)
+    return Tracked(out, truth)
 
 
 def prompted_masklets(
@@ -138,11 +127,11 @@ def prompted_masklets(
                 continue
             video_id, category_id = pair_ids(query)
             for instance in query.instances:
-                if tuple(instance.masks) not in tracked.masks:
+                key = tuple(instance.masks)
+                if key not in tracked.masks:
                     continue  # crowd, or never visible
-                masks = tracked.masks[tuple(instance.masks)]
-                truth = np.stack([_gt_mask(record, c) for c in instance.masks])
-                ious.append(masklet_iou_dense(masks, truth))
+                masks = tracked.masks[key]
+                ious.append(masklet_iou_dense(masks, tracked.truth[key]))
                 results.append(
                     {
                         "video_id": video_id,
@@ -156,10 +145,11 @@ def prompted_masklets(
     return results, ious
 
 
-def masklet_iou_dense(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two (T, H, W) masklets: intersections over unions, summed over frames (1 when both empty)."""
+def masklet_iou_dense(a: np.ndarray, b: np.ndarray, both_empty: float = 1.0) -> float:
+    """IoU of two masklets (T, H, W) or masks (H, W): intersections over unions, summed over frames;
+    ``both_empty`` when neither has a pixel (1, the evaluator's rule for masklets)."""
     union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+    return float(np.logical_and(a, b).sum() / union) if union else both_empty
 
 
 @torch.inference_mode()
@@ -202,7 +192,8 @@ def detect_and_track(
                         if len(tracks[q]) >= max_objects:
                             break
                         mask = mask_utils.decode(det["segmentation"]).astype(bool)
-                        if any(_iou(mask, masks[t]) >= new_object_iou for _, masks in tracks[q]):
+                        covered = (masklet_iou_dense(mask, m[t], both_empty=0.0) for _, m in tracks[q])
+                        if any(iou >= new_object_iou for iou in covered):
                             continue  # already followed
                         if features is None:
                             features = model.features(decode_frames(record, resolution).to(device))
@@ -230,9 +221,7 @@ def detect_and_track(
 def _track_from(
     model: Sam3VideoModel, features: Any, record: MediaRecord, start: int, mask: np.ndarray, resolution: int
 ) -> np.ndarray:
-    import cv2
-
-    small = cv2.resize(mask.astype(np.float32), (resolution, resolution), interpolation=cv2.INTER_AREA) >= 0.5
+    small = resize_mask(mask, resolution)
     device = features.feats[-1].device
     prompt = Prompt(masks=torch.from_numpy(small)[None, None].float().to(device))
     masks = np.zeros((len(record.frames), record.height, record.width), bool)
@@ -240,8 +229,3 @@ def _track_from(
     for frame in model.track(features, start, prompt)[1:]:
         masks[frame.frame] = _upsample(frame.masks, record.height, record.width)[0]
     return masks
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0

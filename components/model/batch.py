@@ -204,10 +204,18 @@ def image_datapoint(
 def decode_image(record: MediaRecord, resolution: int) -> torch.Tensor:
     """The record's first frame as a normalised (3, R, R) float tensor."""
     try:
-        with PILImage.open(io.BytesIO(record.frames[0])) as im:
-            rgb = im.convert("RGB").resize((resolution, resolution), PILImage.Resampling.BILINEAR)
+        return decode_frame(record.frames[0], resolution)
     except (OSError, IndexError) as exc:
         raise DataError(f"{record.media_id}: cannot decode its image: {exc}") from exc
+
+
+def decode_frame(data: bytes, resolution: int) -> torch.Tensor:
+    """Encoded image bytes as a normalised (3, R, R) float tensor (square resize, mean 0.5 / std 0.5).
+
+    OSError when the bytes are not an image.
+    """
+    with PILImage.open(io.BytesIO(data)) as im:
+        rgb = im.convert("RGB").resize((resolution, resolution), PILImage.Resampling.BILINEAR)
     pixels = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
     return (pixels - IMAGE_MEAN) / IMAGE_STD
 
@@ -233,28 +241,29 @@ def _objects(record: MediaRecord, instances: Sequence[Instance], resolution: int
         if x1 <= x0 or y1 <= y0:
             continue
         box = torch.tensor([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], dtype=torch.float32)
+        mask = None if rle is None else torch.from_numpy(resize_mask(mask_utils.decode(rle), resolution))
         objects.append(
             Object(
                 bbox=box,
                 area=float((x1 - x0) * (y1 - y0)) * resolution * resolution,
                 object_id=instance.object_id,
                 frame_index=0,
-                segment=None if rle is None else _resize_mask(mask_utils.decode(rle), resolution),
+                segment=mask,
                 is_crowd=False,
             )
         )
     return objects
 
 
-def _resize_mask(mask: np.ndarray, resolution: int) -> torch.Tensor:
-    """(H, W) uint8 -> (R, R) bool: area-averaged when shrinking, bilinear when growing, then >= 0.5."""
+def resize_mask(mask: np.ndarray, resolution: int) -> np.ndarray:
+    """(H, W) mask -> (R, R) bool: area-averaged when shrinking, bilinear when growing, then >= 0.5."""
     shrink = resolution < max(mask.shape)
     resized = cv2.resize(
         mask.astype(np.float32),
         (resolution, resolution),
         interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR,
     )
-    return torch.from_numpy(resized >= 0.5)
+    return np.asarray(resized >= 0.5)
 
 
 def _int_or(text: str, default: int) -> int:

@@ -20,20 +20,17 @@ divided by the number of tracked (object, frame) pairs.
 from __future__ import annotations
 
 import dataclasses
-import io
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
-from PIL import Image as PILImage
 from pycocotools import mask as mask_utils
 
 from components.errors import DataError
-from components.model.batch import IMAGE_MEAN, IMAGE_STD
+from components.model.batch import decode_frame, resize_mask
 from components.model.compat import ensure_compat
 from components.model.video import FrameOutput, Prompt
 from components.schemas import MediaRecord
@@ -87,12 +84,10 @@ def decode_frames(record: MediaRecord, resolution: int, frames: Sequence[int] | 
     out = []
     for t in range(len(record.frames)) if frames is None else frames:
         try:
-            with PILImage.open(io.BytesIO(record.frames[t])) as im:
-                rgb = im.convert("RGB").resize((resolution, resolution), PILImage.Resampling.BILINEAR)
+            out.append(decode_frame(record.frames[t], resolution))
         except (OSError, IndexError) as exc:
             raise DataError(f"{record.media_id}: cannot decode frame {t}: {exc}") from exc
-        out.append(torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1))
-    return (torch.stack(out) - IMAGE_MEAN) / IMAGE_STD
+    return torch.stack(out)
 
 
 Masklet = tuple[str | None, ...]
@@ -117,14 +112,18 @@ def object_masks(record: MediaRecord) -> dict[Masklet, list[str | None]]:
     return objects
 
 
+def full_mask(record: MediaRecord, counts: str | None) -> np.ndarray:
+    """One frame's mask of an object at the record's size, (H, W) bool (all False where hidden)."""
+    if counts is None:
+        return np.zeros((record.height, record.width), bool)
+    return mask_utils.decode({"size": [record.height, record.width], "counts": counts.encode()}).astype(bool)
+
+
 def mask_at(record: MediaRecord, counts: str | None, resolution: int) -> np.ndarray:
     """One frame's mask of an object at the model resolution (all False where hidden)."""
     if counts is None:
         return np.zeros((resolution, resolution), bool)
-    rle = {"size": [record.height, record.width], "counts": counts.encode()}
-    full = mask_utils.decode(rle).astype(np.float32)
-    small = cv2.resize(full, (resolution, resolution), interpolation=cv2.INTER_AREA)
-    return small >= 0.5
+    return resize_mask(full_mask(record, counts), resolution)
 
 
 def sample_clip(record: MediaRecord, cfg: ClipSampling, resolution: int, rng: random.Random) -> Clip | None:

@@ -25,7 +25,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from components.model.compat import ensure_compat
@@ -246,11 +245,10 @@ class Sam3VideoModel(nn.Module):
     detector: Any  # sam3's Sam3Image (untyped)
     tracker: Any  # the Sam3TrackerBase subclass above
 
-    def __init__(self, detector: nn.Module, tracker: nn.Module, config: ModelConfig) -> None:
+    def __init__(self, detector: nn.Module, tracker: nn.Module) -> None:
         super().__init__()
         self.detector = detector
         self.tracker = tracker
-        self.config = config
 
     def forward(self, batch: Any) -> Any:
         from components.model.clips import ClipBatch
@@ -276,17 +274,14 @@ class Sam3VideoModel(nn.Module):
         )
         return Features(feats, pos, sizes)
 
-    def track(
-        self, features: Features, start: int, prompt: Prompt, frames: int | None = None
-    ) -> list[FrameOutput]:
-        """Track B objects prompted on frame ``start`` through the following frames (all, or ``frames``)."""
+    def track(self, features: Features, start: int, prompt: Prompt) -> list[FrameOutput]:
+        """Track B objects prompted on frame ``start`` through the following frames."""
         tracker = self.tracker
         batch = (prompt.masks if prompt.masks is not None else prompt.points).shape[0]  # type: ignore[union-attr]
         total = features.feats[-1].shape[1]
-        end = total if frames is None else min(total, start + frames)
         memory: dict[str, dict[int, Any]] = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
         outputs = []
-        for t in range(start, end):
+        for t in range(start, total):
             feats, pos = features.frame(t, batch)
             first = t == start
             point_inputs = prompt.point_inputs() if first else None
@@ -354,7 +349,7 @@ def build_video_model(size_or_config: str | ModelConfig) -> Sam3VideoModel:
     detector = build_model(cfg, tracker_neck=True)
     tracker = build_tracker(cfg)
     log.info("built the tracker: %.2fM parameters", sum(p.numel() for p in tracker.parameters()) / 1e6)
-    return Sam3VideoModel(detector, tracker, cfg)
+    return Sam3VideoModel(detector, tracker)
 
 
 def load_video_weights(model: Sam3VideoModel, state_dict: Mapping[str, object], source: str) -> None:
@@ -375,6 +370,11 @@ def load_video_weights(model: Sam3VideoModel, state_dict: Mapping[str, object], 
     log.info("%s is an image checkpoint: the tracker starts fresh", source)
 
 
-def resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(N, 1, h, w) logits -> (N, h', w') logits at ``size`` (bilinear)."""
-    return F.interpolate(masks.float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+def load_model_weights(model: nn.Module, state_dict: Mapping[str, object], source: str) -> None:
+    """Weights into the image model (``load_weights``) or the video model (``load_video_weights``)."""
+    from components.model.checkpoint import load_weights
+
+    if isinstance(model, Sam3VideoModel):
+        load_video_weights(model, state_dict, source)
+    else:
+        load_weights(model, state_dict, source)

@@ -147,12 +147,7 @@ class Trainer:
             for step in range(start, cfg.steps):
                 t0 = time.perf_counter()
                 losses, wait = self.train_step(ddp, batches, criterion, autocast, world)
-                torch.nn.utils.clip_grad_norm_(
-                    [p for p in model.parameters() if p.requires_grad], cfg.optim.grad_clip
-                )
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                self.apply_update(model, optimizer, scheduler)
                 losses = world.mean(main_terms(losses))
                 elapsed = time.perf_counter() - t0
                 lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
@@ -212,6 +207,20 @@ class Trainer:
                 losses[k] = losses.get(k, 0.0) + v / accumulation
         return losses, wait
 
+    def apply_update(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+    ) -> None:
+        """After ``train_step``: clip the trainable gradients' norm, step optimizer and schedule, clear."""
+        torch.nn.utils.clip_grad_norm_(
+            [p for p in model.parameters() if p.requires_grad], self.cfg.optim.grad_clip
+        )
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
     def restore_or_init(
         self,
         model: nn.Module,
@@ -219,27 +228,18 @@ class Trainer:
         scheduler: torch.optim.lr_scheduler.LRScheduler,
     ) -> int:
         """Resume from latest.json if this run has one; else start from --init (or from scratch)."""
-        from components.model.checkpoint import load_weights, normalize_state_dict
-        from components.model.video import Sam3VideoModel, load_video_weights
+        from components.model.video import load_model_weights
 
         restored = self.ckpt.restore()
         if restored is not None:
-            where = self.ckpt.store.uri(self.ckpt.latest_key)
-            if isinstance(model, Sam3VideoModel):
-                load_video_weights(model, restored.weights, where)
-            else:
-                load_weights(model, normalize_state_dict(restored.weights), where)
+            load_model_weights(model, restored.weights, self.ckpt.store.uri(self.ckpt.latest_key))
             optimizer.load_state_dict(restored.state["optimizer"])
             scheduler.load_state_dict(restored.state["scheduler"])
             self.set_rng(restored.state.get("rng"))
             log.info("resumed from step %d", restored.step)
             return restored.step
         if self.cfg.init:
-            raw = read_weights(self.cfg.init, self.store)
-            if isinstance(model, Sam3VideoModel):
-                load_video_weights(model, raw, self.cfg.init)
-            else:
-                load_weights(model, normalize_state_dict(raw), self.cfg.init)
+            load_model_weights(model, read_weights(self.cfg.init, self.store), self.cfg.init)
             log.info("initialised from %s", self.cfg.init)
         return 0
 

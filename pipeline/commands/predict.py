@@ -33,7 +33,6 @@ def predict(
     from components.evaluate.stage import (
         image_records,
         load_checkpoint_model,
-        load_video_checkpoint,
         predict_dataset,
         video_records,
     )
@@ -43,7 +42,7 @@ def predict(
     store = default_store()
     with progress_bars() as progress:
         if videos:
-            video_model, resolution = load_video_checkpoint(checkpoint, store)
+            video_model, resolution = load_checkpoint_model(checkpoint, store, size, video=True)
             results = detect_and_track(
                 video_model,
                 video_records(dataset, store),
