@@ -38,6 +38,7 @@ from components.ingest.ingest import Ingest
 from components.ingest.sources import SourceSpec
 from components.model.clips import ClipBatch, TrackerCriterion, records_to_clips
 from components.model.config import ModelConfig
+from components.model.loss import Criteria, build_criterion
 from components.model.video import build_video_model, load_video_weights
 from components.schemas import MediaRecord
 from components.storage import ObjectStore
@@ -90,8 +91,8 @@ def train_and_evaluate(
     if init is not None:
         load_video_weights(model, init, "--init")
     trainable(model, cfg.stage, cfg.optim)
-    optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.stage)
-    criterion = TrackerCriterion(cfg.tracker_loss)
+    optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.stage, cfg.steps)
+    criterion = Criteria(build_criterion(cfg.loss), TrackerCriterion(cfg.tracker_loss))  # the trainer's
     rng = random.Random(cfg.seed)
 
     def clips() -> Iterator[ClipBatch]:

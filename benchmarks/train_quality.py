@@ -84,7 +84,7 @@ def train_and_evaluate(
     resolution = ModelConfig.preset(cfg.size).resolution
     model = build_model(cfg.size)
     trainable(model, cfg.stage)
-    optimizer, scheduler = build_optimizer(model, cfg.optim)
+    optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.stage, cfg.steps)
     if schedule == "constant":  # warmup, then the peak learning rate to the end
         warmup = max(1, cfg.optim.warmup_steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
