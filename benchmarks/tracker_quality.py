@@ -1,6 +1,6 @@
 """Quality of tracker training recipes against "copy the last mask", side by side on the synthetic videos.
 
-    python benchmarks/tracker_quality.py [--steps 300] [--init CHECKPOINT] [--eval-every 100]
+    python benchmarks/tracker_quality.py [--steps 300] [--init CHECKPOINT] [--eval-every 100] [--threads 2]
         [--variant NAME='{"size": "tiny", "optim": {"lr": 3e-3}}' ...]
 
 Every variant is a set of overrides (``size``, ``batch_size``, ``clips``, ``optim``, ``tracker_loss``)
@@ -9,8 +9,9 @@ default's counts) are generated and ingested into an embedded S3 server; each va
 this process from ``--init`` (an image or video checkpoint: a path, or an s3:// URI of the store in
 SAM3_S3_*; default: from scratch) on the same clip sequence, with the trainer's own step, model,
 loss and optimizer. Every ``--eval-every`` steps the tracker is prompted with each gold object's true
-mask on its first visible frame and scored: mean masklet IoU, the share of objects above 0.5, and
-video cgF1 with recognition given (``tracking cgF1``), beside "copy the last mask" on the same
+mask on its first visible frame and scored: mean masklet IoU, the share of objects above 0.5,
+video cgF1 with recognition given (``tracking cgF1``) and the cross-object IoU (1: every object got
+the same mask, so the tracker is not following its prompt), beside "copy the last mask" on the same
 prompts. Prints a line per evaluation, the table, then one JSON line.
 """
 
@@ -64,13 +65,14 @@ def recipe(overrides: dict[str, Any], dataset: str, steps: int) -> TrainConfig:
 def score(
     model: Any, gold: list[MediaRecord], resolution: int, gt: Path, tmp: Path, copy_last: bool = False
 ) -> dict[str, float]:
-    results, ious = prompted_masklets(model, gold, resolution, copy_last=copy_last)
+    tracked = prompted_masklets(model, gold, resolution, copy_last=copy_last)
     path = tmp / "tracked.json"
-    path.write_text(json.dumps(results))
+    path.write_text(json.dumps(tracked.results))
     return {
-        "masklet_IoU": sum(ious) / len(ious),
-        "over_50": sum(i > 0.5 for i in ious) / len(ious),
+        "masklet_IoU": tracked.masklet_iou,
+        "over_50": sum(i > 0.5 for i in tracked.ious) / len(tracked.ious),
         "tracking_cgF1": evaluate_videos(gt, path, workers=1).cgF1,
+        "cross_object_IoU": tracked.cross_object_iou,
     }
 
 
@@ -114,7 +116,8 @@ def train_and_evaluate(
             rows.append(row)
             print(
                 f"  {label} step {step}: masklet IoU {row['masklet_IoU']:.3f} "
-                f"({100 * row['over_50']:.0f}% > 0.5), tracking cgF1 {row['tracking_cgF1']:.2f}",
+                f"({100 * row['over_50']:.0f}% > 0.5), tracking cgF1 {row['tracking_cgF1']:.2f}, "
+                f"cross-object IoU {row['cross_object_IoU']:.3f}",
                 flush=True,
             )
     return rows
@@ -128,6 +131,7 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--init", default=None, help="image or video checkpoint to start from (default: scratch)")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON")
+    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch threads")
     args = ap.parse_args()
     local = yaml.safe_load(LOCAL.read_text())
     steps = args.steps or local["tracker"]["steps"]
@@ -135,7 +139,7 @@ def main() -> None:
     variants = dict(DEFAULT_VARIANTS)
     if args.variant:
         variants = {k: json.loads(v) for k, _, v in (s.partition("=") for s in args.variant)}
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
     init = None
     if args.init:
         init = read_weights(args.init, ObjectStore.from_env() if args.init.startswith("s3://") else None)
@@ -164,17 +168,20 @@ def main() -> None:
                 )
         finally:
             server.down()
-    print(f"\n{'variant':<22}{'steps':>6}{'masklet IoU':>13}{'> 0.5':>7}{'tracking cgF1':>15}{'s/step':>8}")
+    print(
+        f"\n{'variant':<22}{'steps':>6}{'masklet IoU':>13}{'> 0.5':>7}{'tracking cgF1':>15}"
+        f"{'cross-object IoU':>18}{'s/step':>8}"
+    )
     for label, rows in results.items():
         r = rows[-1]
         print(
             f"{label:<22}{r['step']:>6}{r['masklet_IoU']:>13.3f}{100 * r['over_50']:>6.0f}%"
-            f"{r['tracking_cgF1']:>15.2f}{r['s_per_step']:>8.3f}"
+            f"{r['tracking_cgF1']:>15.2f}{r['cross_object_IoU']:>18.3f}{r['s_per_step']:>8.3f}"
         )
     r = copied
     print(
         f"{'copy last mask':<22}{'':>6}{r['masklet_IoU']:>13.3f}{100 * r['over_50']:>6.0f}%"
-        f"{r['tracking_cgF1']:>15.2f}"
+        f"{r['tracking_cgF1']:>15.2f}{r['cross_object_IoU']:>18.3f}"
     )
     print(json.dumps({"steps": steps, "variants": results, "copy_last_mask": copied}))
 

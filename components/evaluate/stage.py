@@ -188,8 +188,9 @@ def evaluate_video_checkpoint(
     """Video metrics of a video stage's checkpoint on the gold videos (components.evaluate.tracking).
 
     ``headline``: end to end (detector + tracker) ``video_cgF1``, ``video_IL_MCC``, ``video_pmF1``;
-    the tracker alone, prompted with the true first-visible masks: ``tracking_cgF1`` and the mean
-    ``masklet_IoU`` of the tracked objects. ``references``: the same two for "copy the last mask".
+    the tracker alone, prompted with the true first-visible masks: ``tracking_cgF1``, the mean
+    ``masklet_IoU`` of the tracked objects and their ``cross_object_IoU`` (1: the same mask for every
+    object; components.evaluate.tracking). ``references``: the same three for "copy the last mask".
     """
     from components.evaluate.tracking import detect_and_track, prompted_masklets
     from components.evaluate.video import evaluate_videos
@@ -207,10 +208,10 @@ def evaluate_video_checkpoint(
     with tempfile.TemporaryDirectory(prefix="sam3-video-eval-") as folder:
         tmp = Path(folder)
         end_to_end = score(detect_and_track(model, records, resolution, progress=progress), tmp, "detected")
-        tracked, ious = prompted_masklets(model, records, resolution, progress=progress)
-        copied, copy_ious = prompted_masklets(None, records, resolution, copy_last=True)
-        tracking = score(tracked, tmp, "tracked")
-        copying = score(copied, tmp, "copied")
+        tracked = prompted_masklets(model, records, resolution, progress=progress)
+        copied = prompted_masklets(None, records, resolution, copy_last=True)
+        tracking = score(tracked.results, tmp, "tracked")
+        copying = score(copied.results, tmp, "copied")
     e2e = headline(end_to_end.to_json_dict())
     return {
         "result": end_to_end.to_json_dict(),
@@ -219,16 +220,19 @@ def evaluate_video_checkpoint(
             "video_IL_MCC": e2e["IL_MCC"],
             "video_pmF1": e2e["pmF1"],
             "tracking_cgF1": tracking.cgF1,
-            "masklet_IoU": _mean(ious),
+            "masklet_IoU": tracked.masklet_iou,
+            "cross_object_IoU": tracked.cross_object_iou,
         },
-        "references": {"copy last mask": {"tracking_cgF1": copying.cgF1, "masklet_IoU": _mean(copy_ious)}},
+        "references": {
+            "copy last mask": {
+                "tracking_cgF1": copying.cgF1,
+                "masklet_IoU": copied.masklet_iou,
+                "cross_object_IoU": copied.cross_object_iou,
+            }
+        },
         "videos": len(records),
-        "tracked_objects": len(ious),
+        "tracked_objects": len(tracked.ious),
     }
-
-
-def _mean(values: list[float]) -> float:
-    return float(sum(values) / len(values)) if values else 0.0
 
 
 def score_references(

@@ -12,7 +12,12 @@ Two ways to predict masklets for the (video, noun phrase) pairs of a gold set:
   positive pair is prompted with its true mask on its first visible frame and
   tracked; score 1. Recognition is given, so video cgF1 then measures tracking
   only. The same prompts drive the "copy the last mask" reference, which repeats
-  the prompt mask on every later frame.
+  the prompt mask on every later frame. Beside the masklet IoU it reports the
+  cross-object IoU: how alike the masks predicted for two different objects of
+  a video are on the same frame. Near 0 for a tracker that follows each object
+  (and for the true masks); near 1 for one that has learnt to segment every
+  object it sees whatever it was prompted with, which can still beat "copy the
+  last mask" on masklet IoU when objects move.
 
 Predictions are SA-Co video results (``{video_id, category_id, score,
 segmentations}``, per-frame RLE at the video's size, None where empty), read by
@@ -108,6 +113,43 @@ def track_ground_truth(
     return Tracked(out, truth)
 
 
+def cross_object_ious(tracked: Tracked) -> list[float]:
+    """IoU of the masks predicted for two different objects of one video, per pair and frame after both
+    prompts where both masks have pixels."""
+    starts = {k: int(np.argmax(t.reshape(len(t), -1).any(axis=1))) for k, t in tracked.truth.items()}
+    keys = [k for k in tracked.masks if k in starts]
+    out = []
+    for i, a in enumerate(keys):
+        for b in keys[i + 1 :]:
+            for t in range(max(starts[a], starts[b]) + 1, len(tracked.masks[a])):
+                ma, mb = tracked.masks[a][t], tracked.masks[b][t]
+                if ma.any() and mb.any():
+                    out.append(masklet_iou_dense(ma, mb))
+    return out
+
+
+@dataclass
+class PromptedTracking:
+    """What ``prompted_masklets`` found: SA-Co video results, the masklet IoU of each tracked object of a
+    positive pair, and the cross-object IoUs (``cross_object_ious``) of every video."""
+
+    results: list[dict[str, Any]]
+    ious: list[float]
+    cross_ious: list[float]
+
+    @property
+    def masklet_iou(self) -> float:
+        return _mean(self.ious)
+
+    @property
+    def cross_object_iou(self) -> float:
+        return _mean(self.cross_ious)
+
+
+def _mean(values: list[float]) -> float:
+    return float(sum(values) / len(values)) if values else 0.0
+
+
 def prompted_masklets(
     model: Sam3VideoModel | None,
     records: Iterable[MediaRecord],
@@ -115,13 +157,15 @@ def prompted_masklets(
     *,
     copy_last: bool = False,
     progress: Progress | None = None,
-) -> tuple[list[dict[str, Any]], list[float]]:
-    """(SA-Co video results, masklet IoU of each tracked ground-truth object of a positive pair)."""
+) -> PromptedTracking:
+    """Every ground-truth object prompted with its true mask on its first visible frame and tracked."""
     records = list(records)
     results: list[dict[str, Any]] = []
     ious: list[float] = []
+    cross: list[float] = []
     for done, record in enumerate(records, 1):
         tracked = track_ground_truth(model, record, resolution, copy_last=copy_last)
+        cross += cross_object_ious(tracked)
         for query in record.queries:
             if not query.positive:
                 continue
@@ -142,7 +186,7 @@ def prompted_masklets(
                 )
         if progress:
             progress("track" if not copy_last else "copy last mask", done, len(records))
-    return results, ious
+    return PromptedTracking(results, ious, cross)
 
 
 def masklet_iou_dense(a: np.ndarray, b: np.ndarray, both_empty: float = 1.0) -> float:

@@ -44,6 +44,13 @@ class Gate(BaseModel):
     masklet_IoU: float | None = Field(
         default=None, ge=0, le=1, description="video stages: mean masklet IoU of the prompted tracker"
     )
+    max_cross_object_IoU: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="video stages: the most alike the prompted tracker's masks of two different objects may "
+        "be (1: one mask for every object, a tracker that does not follow its prompt)",
+    )
     baseline_stage: str | None = Field(
         default=None, description="an earlier stage of the same run whose image cgF1 this stage must keep"
     )
@@ -91,6 +98,14 @@ def decide(
             reasons.append(f"{name} {value:.4g} < {floor:.4g}")
         else:
             reasons.append(f"{name} {value:.4g} >= {floor:.4g}")
+    if gate.max_cross_object_IoU is not None:
+        value, ceiling = metrics.get("cross_object_IoU"), gate.max_cross_object_IoU
+        if value is None:
+            passed = False
+            reasons.append("cross_object_IoU missing from the evaluation")
+        else:
+            passed &= value <= ceiling
+            reasons.append(f"cross_object_IoU {value:.4g} {'<=' if value <= ceiling else '>'} {ceiling:.4g}")
     if gate.max_regression is not None:
         if production is None or "cgF1" not in production:
             reasons.append("no production model to compare with")  # a first model passes

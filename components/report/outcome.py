@@ -54,7 +54,15 @@ class Outcome(BaseModel):
         """One line for logs: each stage's headline metrics and gate, then the promotion or the error."""
         parts = []
         for s in self.stages:
-            keys = ("cgF1", "IL_MCC", "pmF1", "video_cgF1", "tracking_cgF1", "masklet_IoU")
+            keys = (
+                "cgF1",
+                "IL_MCC",
+                "pmF1",
+                "video_cgF1",
+                "tracking_cgF1",
+                "masklet_IoU",
+                "cross_object_IoU",
+            )
             scores = " ".join(f"{k} {s.metrics[k]:.3g}" for k in keys if k in s.metrics)
             parts.append(f"{s.stage} {scores or 'not evaluated'}, gate {s.gate}")
         if self.promotion is not None:

@@ -72,7 +72,15 @@ def print_summary(outcome: Outcome) -> None:
     videos = [s for s in outcome.stages if "video_cgF1" in s.metrics]
     if videos:  # end to end on the gold videos, then the tracker alone (true first-frame prompts)
         table = Table(title="gold videos")
-        for column in ("stage", "video cgF1", "IL_MCC", "pmF1", "tracking cgF1", "masklet IoU"):
+        for column in (
+            "stage",
+            "video cgF1",
+            "IL_MCC",
+            "pmF1",
+            "tracking cgF1",
+            "masklet IoU",
+            "cross IoU",
+        ):
             table.add_column(column, justify="left" if column == "stage" else "right")
         for s in videos:
             m = s.metrics
@@ -83,6 +91,7 @@ def print_summary(outcome: Outcome) -> None:
                 f"{m['video_pmF1']:.2f}",
                 f"{m['tracking_cgF1']:.2f}",
                 f"{m['masklet_IoU']:.3f}",
+                f"{m['cross_object_IoU']:.3f}" if "cross_object_IoU" in m else "-",
             )
         stderr.print(table)
     for s in outcome.stages:
@@ -108,13 +117,23 @@ def print_summary(outcome: Outcome) -> None:
         )
     for s in outcome.stages:
         for name, m in s.video_references.items():  # the tracker against a tracker that does nothing
+            cross = s.metrics.get("cross_object_IoU")
             stderr.print(
                 f"{s.stage} tracking, prompted with the true first-visible masks: tracker masklet IoU "
                 f"{s.metrics.get('masklet_IoU', 0):.3f}, "
-                f"tracking cgF1 {s.metrics.get('tracking_cgF1', 0):.2f}; "
-                f"{name}: masklet IoU {m['masklet_IoU']:.3f}, tracking cgF1 {m['tracking_cgF1']:.2f}",
+                f"tracking cgF1 {s.metrics.get('tracking_cgF1', 0):.2f}"
+                + ("" if cross is None else f", cross-object IoU {cross:.3f}")
+                + f"; {name}: masklet IoU {m['masklet_IoU']:.3f}, tracking cgF1 {m['tracking_cgF1']:.2f}"
+                + ("" if "cross_object_IoU" not in m else f", cross-object IoU {m['cross_object_IoU']:.3f}"),
                 soft_wrap=True,
             )
+            if cross is not None and cross > 0.5:
+                stderr.print(
+                    f"{s.stage}: the tracker gives different objects of a video nearly the same mask "
+                    f"(cross-object IoU {cross:.2f}): it segments what it sees rather than following the "
+                    "prompted object",
+                    soft_wrap=True,
+                )
     if outcome.promotion is not None:
         p = outcome.promotion
         was = f" (was version {p.previous})" if p.previous is not None else ""

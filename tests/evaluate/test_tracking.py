@@ -13,7 +13,13 @@ import torch
 from pycocotools import mask as mask_utils
 
 from components.evaluate.stage import evaluate_video_checkpoint, video_records
-from components.evaluate.tracking import detect_and_track, pair_ids, prompted_masklets
+from components.evaluate.tracking import (
+    Tracked,
+    cross_object_ious,
+    detect_and_track,
+    pair_ids,
+    prompted_masklets,
+)
 from components.evaluate.video import evaluate_videos
 from components.ingest.ingest import Ingest
 from components.ingest.sources import SourceSpec
@@ -45,7 +51,8 @@ def test_copy_last_mask_repeats_the_true_first_visible_mask(
 ) -> None:
     uri, truth = gold
     records = video_records(uri, store)
-    results, ious = prompted_masklets(None, records, RES, copy_last=True)
+    copied = prompted_masklets(None, records, RES, copy_last=True)
+    results, ious = copied.results, copied.ious
     positives = {pair_ids(q) for r in records for q in r.queries if q.positive}
     assert {(p["video_id"], p["category_id"]) for p in results} == positives
     assert len(ious) == len(results) and all(0 <= v <= 1 for v in ious) and max(ious) > 0
@@ -67,6 +74,25 @@ def test_copy_last_mask_repeats_the_true_first_visible_mask(
     (tmp := truth.parent / "copy.json").write_text(json.dumps(results))
     scored = evaluate_videos(truth, tmp)
     assert pytest.approx(1.0) == scored.IL_MCC  # recognition is given: every positive pair, no negative one
+    assert copied.cross_ious and copied.cross_object_iou < 0.2  # the true masks of different objects differ
+
+
+def test_cross_object_iou_tells_a_tracker_that_follows_its_prompt_from_one_that_segments_everything() -> None:
+    frames, size = 4, 8
+    truth = {}
+    for k, x in enumerate((0, 4)):  # two objects side by side, visible from frame 0 (their prompt)
+        m = np.zeros((frames, size, size), bool)
+        m[:, 2:4, x : x + 2] = True
+        truth[(f"o{k}",)] = m
+    follows = Tracked(masks=truth, truth=truth)
+    assert cross_object_ious(follows) == [0.0] * (frames - 1)  # frames after the prompt only
+    union = truth[("o0",)] | truth[("o1",)]
+    segments_all = Tracked(masks={k: union.copy() for k in truth}, truth=truth)
+    assert cross_object_ious(segments_all) == [1.0] * (frames - 1)
+    late = dict(truth)
+    late[("o1",)] = truth[("o1",)].copy()
+    late[("o1",)][:2] = False  # first visible on frame 2: pairs count only after both prompts
+    assert len(cross_object_ious(Tracked(masks=late, truth=late))) == 1
 
 
 def test_detect_and_track_gives_masklets_the_evaluator_reads(
@@ -105,12 +131,15 @@ def test_a_video_stage_evaluation_scores_the_tracker_beside_copy_last_mask(
         "video_pmF1",
         "tracking_cgF1",
         "masklet_IoU",
+        "cross_object_IoU",
     }
     assert 0 <= doc["headline"]["masklet_IoU"] <= 1 and doc["videos"] == 2
-    _, ious = prompted_masklets(None, video_records(uri, store), RES, copy_last=True)
+    assert 0 <= doc["headline"]["cross_object_IoU"] <= 1
+    copied = prompted_masklets(None, video_records(uri, store), RES, copy_last=True)
     reference = doc["references"]["copy last mask"]
-    assert reference["masklet_IoU"] == pytest.approx(sum(ious) / len(ious))
-    assert doc["tracked_objects"] == len(ious)
+    assert reference["masklet_IoU"] == pytest.approx(sum(copied.ious) / len(copied.ious))
+    assert reference["cross_object_IoU"] == pytest.approx(copied.cross_object_iou)
+    assert doc["tracked_objects"] == len(copied.ious)
 
 
 def test_predict_videos_then_evaluate_from_the_command_line(

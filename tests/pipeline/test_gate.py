@@ -60,6 +60,16 @@ def test_video_thresholds_pass_fail_and_apply_only_when_set() -> None:
     assert not missing.passed and "masklet_IoU missing from the evaluation" in missing.reasons
 
 
+def test_a_tracker_that_gives_every_object_the_same_mask_is_stopped() -> None:
+    gate = Gate(max_cross_object_IoU=0.3)
+    follows = decide("tracker", gate, {**VIDEO, "cross_object_IoU": 0.05})
+    assert follows.passed and "cross_object_IoU 0.05 <= 0.3" in follows.reasons
+    same_mask = decide("tracker", gate, {**VIDEO, "cross_object_IoU": 0.99})
+    assert not same_mask.passed and "cross_object_IoU 0.99 > 0.3" in same_mask.reasons
+    assert not decide("tracker", gate, VIDEO).passed  # not evaluated: not passed
+    assert decide("tracker", Gate(), {**VIDEO, "cross_object_IoU": 0.99}).passed  # only when set
+
+
 def test_regression_against_an_earlier_stage_of_the_run() -> None:
     gate = Gate(baseline_stage="presence", max_stage_regression=1.0)
     assert decide("joint", gate, VIDEO, baseline={"cgF1": 55.9}).passed

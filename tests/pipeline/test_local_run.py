@@ -155,7 +155,7 @@ def test_run_promotes_and_survives_a_killed_rank(
     # the tracker beside a tracker that does nothing, on the same prompts
     assert re.search(
         r"tracker tracking, prompted with the true first-visible masks: tracker masklet IoU [\d.]+, "
-        r"tracking cgF1 [\d.]+; copy last mask: masklet IoU [\d.]+",
+        r"tracking cgF1 [\d.]+, cross-object IoU [\d.]+; copy last mask: masklet IoU [\d.]+",
         err,
     ), err[-3000:]
     # the gap to a good model: reference predictors scored on the same gold pairs
@@ -164,7 +164,7 @@ def test_run_promotes_and_survives_a_killed_rank(
     card = registry.card(1)
     assert registry.alias("production").version == 1  # type: ignore[union-attr]
     assert set(card.metrics) == {"detector", "presence", "tracker", "joint"} and card.stage == "joint"
-    assert {"video_cgF1", "tracking_cgF1", "masklet_IoU"} <= set(card.metrics["joint"])
+    assert {"video_cgF1", "tracking_cgF1", "masklet_IoU", "cross_object_IoU"} <= set(card.metrics["joint"])
     assert card.run_id == RUN_ID and card.datasets["train"].startswith(store.uri("datasets/smoke/"))
     (log,) = (Path(env["SAM3_HOME"]) / "kfp" / "logs").glob(f"{RUN_ID}-*.log")
     for secret in (env["SAM3_S3_SECRET_KEY"], env["SAM3_S3_ACCESS_KEY"]):
