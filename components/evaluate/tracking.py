@@ -79,6 +79,11 @@ class Tracked:
     truth: dict[Masklet, np.ndarray]
 
 
+def first_visible(truth: dict[Masklet, np.ndarray]) -> dict[Masklet, int]:
+    """The first frame each true masklet (T, H, W) has pixels on; masklets never visible are left out."""
+    return {k: int(np.argmax(m.reshape(len(m), -1).any(axis=1))) for k, m in truth.items() if m.any()}
+
+
 @torch.inference_mode()
 def track_ground_truth(
     model: Sam3VideoModel | None, record: MediaRecord, resolution: int, *, copy_last: bool = False
@@ -87,10 +92,9 @@ def track_ground_truth(
 
     ``copy_last``: no model; every later frame repeats the prompt mask (the reference).
     """
-    frames = len(record.frames)
     objects = object_masks(record)
     truth = {oid: np.stack([full_mask(record, c) for c in per_frame]) for oid, per_frame in objects.items()}
-    starts = {oid: int(np.argmax(m.reshape(frames, -1).any(axis=1))) for oid, m in truth.items() if m.any()}
+    starts = first_visible(truth)
     out: dict[Masklet, np.ndarray] = {}
     for oid, start in starts.items():
         masks = np.zeros_like(truth[oid])
@@ -116,7 +120,7 @@ def track_ground_truth(
 def cross_object_ious(tracked: Tracked) -> list[float]:
     """IoU of the masks predicted for two different objects of one video, per pair and frame after both
     prompts where both masks have pixels."""
-    starts = {k: int(np.argmax(t.reshape(len(t), -1).any(axis=1))) for k, t in tracked.truth.items()}
+    starts = first_visible(tracked.truth)
     keys = [k for k in tracked.masks if k in starts]
     out = []
     for i, a in enumerate(keys):

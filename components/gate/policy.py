@@ -87,25 +87,23 @@ def decide(
     """
     reasons: list[str] = []
     passed = True
-    checked = [*THRESHOLDED, *(n for n in VIDEO_THRESHOLDED if getattr(gate, n) is not None)]
-    for name in checked:
-        value, floor = metrics.get(name), getattr(gate, name)
+    # (metric, bound, whether the bound is a ceiling): the floors, then the video ceiling
+    bounds = [
+        *((n, getattr(gate, n), False) for n in THRESHOLDED),
+        *((n, getattr(gate, n), False) for n in VIDEO_THRESHOLDED if getattr(gate, n) is not None),
+    ]
+    if gate.max_cross_object_IoU is not None:
+        bounds.append(("cross_object_IoU", gate.max_cross_object_IoU, True))
+    for name, bound, ceiling in bounds:
+        value = metrics.get(name)
         if value is None:
             passed = False
             reasons.append(f"{name} missing from the evaluation")
-        elif value < floor:
-            passed = False
-            reasons.append(f"{name} {value:.4g} < {floor:.4g}")
-        else:
-            reasons.append(f"{name} {value:.4g} >= {floor:.4g}")
-    if gate.max_cross_object_IoU is not None:
-        value, ceiling = metrics.get("cross_object_IoU"), gate.max_cross_object_IoU
-        if value is None:
-            passed = False
-            reasons.append("cross_object_IoU missing from the evaluation")
-        else:
-            passed &= value <= ceiling
-            reasons.append(f"cross_object_IoU {value:.4g} {'<=' if value <= ceiling else '>'} {ceiling:.4g}")
+            continue
+        ok = value <= bound if ceiling else value >= bound
+        passed &= ok
+        relation = ("<=" if ok else ">") if ceiling else (">=" if ok else "<")
+        reasons.append(f"{name} {value:.4g} {relation} {bound:.4g}")
     if gate.max_regression is not None:
         if production is None or "cgF1" not in production:
             reasons.append("no production model to compare with")  # a first model passes
