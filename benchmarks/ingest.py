@@ -97,10 +97,9 @@ def main() -> None:
         src = Path(tmp) / "in"
         total = make_inputs(src, args.images, args.side)
         print(f"inputs: {args.images} images, {total / 1e6:.1f} MB", file=sys.stderr)
-        server = EmbeddedStore(Path(tmp) / "home")
-        store = ObjectStore(server.up())
-        times: dict[str, list[float]] = {"raw": [], "structure": [], "decode": []}
-        try:
+        with EmbeddedStore(Path(tmp) / "home") as settings:
+            store = ObjectStore(settings)
+            times: dict[str, list[float]] = {"raw": [], "structure": [], "decode": []}
             for r in range(-args.warmup, args.rounds):  # negative rounds warm imports and caches, not counted
                 t0 = time.perf_counter()
                 raw_upload(store, src, f"raw/{r}")
@@ -115,8 +114,6 @@ def main() -> None:
                 if r >= 0:
                     for k, v in took.items():
                         times[k].append(v)
-        finally:
-            server.down()
     raw = statistics.median(times["raw"])
     result = {
         "images": args.images,

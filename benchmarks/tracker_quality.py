@@ -145,9 +145,7 @@ def main() -> None:
         init = read_weights(args.init, ObjectStore.from_env() if args.init.startswith("s3://") else None)
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        server = EmbeddedStore(tmp / "home")
-        settings = server.up()
-        try:
+        with EmbeddedStore(tmp / "home") as settings:
             store = ObjectStore(settings)
             synth = tmp / "synth"
             generate(synth, images=1, gold_images=1, videos=syn["videos"], gold_videos=syn["gold_videos"])
@@ -166,8 +164,6 @@ def main() -> None:
                 results[label] = train_and_evaluate(
                     label, cfg, init, store, train, gold, gt, tmp, args.eval_every
                 )
-        finally:
-            server.down()
     print(
         f"\n{'variant':<22}{'steps':>6}{'masklet IoU':>13}{'> 0.5':>7}{'tracking cgF1':>15}"
         f"{'cross-object IoU':>18}{'s/step':>8}"

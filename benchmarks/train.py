@@ -75,9 +75,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        server = EmbeddedStore(home / "home")
-        settings = server.up()
-        try:
+        with EmbeddedStore(home / "home") as settings:
             env = {**os.environ, "OMP_NUM_THREADS": "1", "SAM3_LOG_LEVEL": "INFO"}
             for line in settings.env_lines():
                 k, _, v = line.removeprefix("export ").partition("=")
@@ -114,8 +112,6 @@ def main() -> None:
             os.environ["OMP_NUM_THREADS"] = "1"
             demand = rates[1] / args.batch_size  # batches/s one rank consumes
             supply = loader_rate(cfg.model_copy(update={"data_workers": 1}), batches=20)
-        finally:
-            server.down()
     print(
         json.dumps(
             {

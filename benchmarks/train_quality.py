@@ -132,9 +132,7 @@ def main() -> None:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        server = EmbeddedStore(tmp / "home")
-        settings = server.up()
-        try:
+        with EmbeddedStore(tmp / "home") as settings:
             store = ObjectStore(settings)
             synth = tmp / "synth"
             generate(synth, images=args.images, gold_images=args.gold_images, videos=0, gold_videos=0)
@@ -150,8 +148,6 @@ def main() -> None:
                 cfg, schedule = recipe(dict(overrides), mined, args.steps)
                 print(f"{label}: {args.steps} steps of {cfg.size}, batch {cfg.batch_size}", flush=True)
                 rows[label] = train_and_evaluate(cfg, schedule, store, train, gold, gt, tmp)
-        finally:
-            server.down()
     print(f"\n{'variant':<22}{'cgF1':>7}{'IL_MCC':>8}{'pmF1':>7}{'rec.AUC':>9}{'top IoU':>9}{'s/step':>8}")
     for label, r in rows.items():
         print(

@@ -166,6 +166,13 @@ class EmbeddedStore:
         self._write_private(self.state_file, state_json(state))  # last: the store is now "up"
         return state.settings()
 
+    def __enter__(self) -> S3Settings:
+        """A server for a ``with`` block (``as settings``), stopped when the block ends, also on error."""
+        return self.up()
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
     def down(self) -> bool:
         """Stop the recorded server; True if one was running."""
         state = self.state()

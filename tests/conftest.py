@@ -17,9 +17,8 @@ from components.storage import ObjectStore, S3Settings
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStore]:
     server = EmbeddedStore(tmp_path_factory.mktemp("sam3home"))
-    server.up()
-    yield server
-    server.down()
+    with server:
+        yield server
 
 
 @pytest.fixture

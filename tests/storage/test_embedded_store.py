@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 
 
 def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -50,3 +51,17 @@ def test_store_up_env_down(tmp_path: Path) -> None:
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     gone = cli(home, "store", "env")
     assert gone.returncode == 1 and "not running" in gone.stderr
+
+
+def test_with_block_stops_the_server_even_on_error(tmp_path: Path) -> None:
+    from components.embedded_store import EmbeddedStore
+    from components.storage import ObjectStore
+
+    server = EmbeddedStore(tmp_path / "home")
+    with pytest.raises(KeyError), server as settings:
+        ObjectStore(settings).ensure_bucket()
+        state = server.running()
+        assert state is not None
+        raise KeyError("boom")
+    assert server.running() is None and server.state() is None
+    assert not psutil.pid_exists(state.pid) or psutil.Process(state.pid).status() == psutil.STATUS_ZOMBIE
