@@ -3,16 +3,18 @@
     python benchmarks/tracker_quality.py [--steps 300] [--init CHECKPOINT] [--eval-every 100] [--threads 2]
         [--variant NAME='{"size": "tiny", "optim": {"lr": 3e-3}}' ...]
 
-Every variant is a set of overrides (``size``, ``batch_size``, ``clips``, ``optim``, ``tracker_loss``)
-on the embedded default's tracker recipe (pipeline/configs/local.yaml). The synthetic videos (the
-default's counts) are generated and ingested into an embedded S3 server; each variant then trains in
-this process from ``--init`` (an image or video checkpoint: a path, or an s3:// URI of the store in
-SAM3_S3_*; default: from scratch) on the same clip sequence, with the trainer's own step, model,
-loss and optimizer. Every ``--eval-every`` steps the tracker is prompted with each gold object's true
-mask on its first visible frame and scored: mean masklet IoU, the share of objects above 0.5,
-video cgF1 with recognition given (``tracking cgF1``) and the cross-object IoU (1: every object got
-the same mask, so the tracker is not following its prompt), beside "copy the last mask" on the same
-prompts. Prints a line per evaluation, the table, then one JSON line.
+Without ``--variant`` it compares the embedded default (two-frame clips, eight per step, mask prompts)
+with six-frame clips, two per step, mixed prompts. Every variant is a set of overrides (``size``,
+``batch_size``, ``clips``, ``optim``, ``tracker_loss``) on the embedded default's tracker recipe
+(pipeline/configs/local.yaml). The synthetic videos (the default's counts) are generated and ingested
+into an embedded S3 server; each variant then trains in this process from ``--init`` (an image or video
+checkpoint: a path, or an s3:// URI of the store in SAM3_S3_*; default: from scratch) on the same clip
+sequence, with the trainer's own step, model, loss and optimizer. Every ``--eval-every`` steps the
+tracker is prompted with each gold object's true mask on its first visible frame and scored: mean
+masklet IoU, the share of objects above 0.5, video cgF1 with recognition given (``tracking cgF1``) and
+the cross-object IoU (1: every object got the same mask, so the tracker is not following its prompt),
+beside "copy the last mask" on the same prompts. Prints a line per evaluation, the table, then one JSON
+line.
 """
 
 from __future__ import annotations
@@ -50,7 +52,14 @@ from components.train.optim import build_optimizer, trainable
 from components.train.trainer import Distributed, Trainer
 
 LOCAL = Path(__file__).resolve().parent.parent / "pipeline" / "configs" / "local.yaml"
-DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {"embedded default": {}}
+DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
+    "embedded default": {},
+    # the recipe before: longer clips, fewer per step, mixed prompts (it learnt to segment every object)
+    "6-frame clips": {
+        "batch_size": 2,
+        "clips": {"frames": 6, "prompts": {"mask": 0.5, "box": 0.25, "point": 0.25}},
+    },
+}
 
 
 def recipe(overrides: dict[str, Any], dataset: str, steps: int) -> TrainConfig:

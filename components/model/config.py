@@ -64,6 +64,12 @@ class TrackerConfig(_Config):
     max_object_pointers: int = Field(
         default=16, gt=0, description="object pointers of past frames attended to"
     )
+    memory_locality: float = Field(
+        default=6.0,
+        ge=0,
+        description="initial attention score of a memory at a pixel's own position over distant ones "
+        "(components.model.video.local_memory_attention); 0: the default initialisation",
+    )
     multimask_tracking: bool = Field(
         default=True,
         description="three candidate masks on tracked frames, chosen by the IoU head (as released); off: "

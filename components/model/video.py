@@ -207,7 +207,7 @@ def build_tracker(cfg: ModelConfig) -> nn.Module:
         decoder=None,
         d_model=d,
     )
-    return _tracker_class()(
+    tracker = _tracker_class()(
         decoder_mlp=t.decoder_mlp,
         decoder_heads=t.decoder_heads,
         iou_head=t.iou_head,
@@ -232,6 +232,36 @@ def build_tracker(cfg: ModelConfig) -> nn.Module:
             "dynamic_multimask_stability_thresh": 0.98,
         },
     )
+    if t.memory_locality > 0:
+        local_memory_attention(tracker, t.memory_locality)
+    return tracker
+
+
+def local_memory_attention(tracker: Any, score: float, pairs: int = 4) -> None:
+    """Start the memory cross-attention local: each pixel reads the memories at and around its position.
+
+    Rotary encoding turns query and key by their positions, so when both carry the same constant vector
+    (here: their projection biases) the score of a memory token depends only on its offset from the
+    pixel, as the sum of cos(frequency x offset) over the rotary pairs the vector uses. On the ``pairs``
+    highest frequencies of each axis, that peaks at offset 0 (at ``score``) and falls off within a few
+    cells. Default-initialised, the attention averages all memories, which hides where the prompted
+    object was; a tracker trained from there tends to ignore its memory and segment every object it
+    sees. Starting local, a pixel reads whether its object was the prompted one a frame before, and
+    training sharpens or widens that. Released weights overwrite it (only the initial values change).
+    """
+    for layer in tracker.transformer.encoder.layers:
+        attention = layer.cross_attn_image
+        head = attention.internal_dim // attention.num_heads
+        per_axis = head // 4  # complex (rotary) pairs per axis: x first, then y
+        used = min(pairs, per_axis)
+        # q.k / sqrt(head) at offset 0: 2 * used * value^2 / sqrt(head)
+        value = (score * head**0.5 / (2 * used)) ** 0.5
+        bias = torch.zeros(attention.num_heads, head // 2, 2)
+        bias[:, :used, 0] = value
+        bias[:, per_axis : per_axis + used, 0] = value
+        with torch.no_grad():
+            attention.q_proj.bias.copy_(bias.flatten())
+            attention.k_proj.bias.copy_(bias.flatten())
 
 
 class Sam3VideoModel(nn.Module):

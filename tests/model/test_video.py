@@ -47,6 +47,47 @@ def test_video_model_keys_are_the_image_model_plus_the_tracker_and_its_neck() ->
     assert keys == {f"detector.{k}" for k in detector} | {k for k in keys if k.startswith("tracker.")}
 
 
+def _memory_attention_weights(locality: float, monkeypatch: pytest.MonkeyPatch) -> torch.Tensor:
+    """The tiny tracker's memory cross-attention weights (256 pixels x 2 memory frames of 256) on random
+    inputs, as its own forward computes them."""
+    import torch.nn.functional as F
+
+    cfg = ModelConfig.preset("tiny")
+    cfg = cfg.model_copy(update={"tracker": cfg.tracker.model_copy(update={"memory_locality": locality})})
+    torch.manual_seed(0)
+    attention = build_tracker(cfg).transformer.encoder.layers[0].cross_attn_image
+    seen = []
+    sdpa = F.scaled_dot_product_attention
+
+    def spy(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kw: object) -> torch.Tensor:
+        seen.append(torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, dim=-1))
+        return sdpa(q, k, v, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    side = cfg.feature_size
+    pixels = nn.functional.layer_norm(torch.randn(1, side * side, cfg.d_model), (cfg.d_model,))
+    memory = torch.randn(1, 2 * side * side, cfg.tracker.memory_dim)
+    with torch.no_grad():
+        attention(pixels, memory, memory)
+    return seen[0][0, 0].reshape(side * side, 2, side, side)
+
+
+def test_memory_attention_starts_local(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With memory_locality, much of each pixel's attention falls within one cell of its own position, in
+    every memory frame; default-initialised it is spread over all of them."""
+    side = ModelConfig.preset("tiny").feature_size
+    ys, xs = np.divmod(np.arange(side * side), side)
+    near = torch.from_numpy(
+        (np.abs(ys[:, None] - ys[None]) <= 1) & (np.abs(xs[:, None] - xs[None]) <= 1)
+    ).reshape(side * side, 1, side, side)
+    for locality, low, high in ((6.0, 0.3, 1.0), (0.0, 0.0, 0.1)):  # uniform: 9 / 256 = 0.035
+        weights = _memory_attention_weights(locality, monkeypatch)
+        local = float((weights * near).sum() / weights.sum())
+        assert low < local <= high, (locality, local)
+        frames = weights.sum(dim=(0, 2, 3))
+        assert float(frames.min() / frames.max()) > 0.9  # both memory frames are read alike
+
+
 @pytest.fixture(scope="module")
 def videos() -> list:
     return [synthetic_video_record(i, size=96, frames=6) for i in range(3)]
