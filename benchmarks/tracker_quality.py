@@ -47,18 +47,16 @@ from components.schemas import MediaRecord
 from components.storage import ObjectStore
 from components.synthetic import generate
 from components.train.checkpoint import read_weights
-from components.train.config import TrainConfig
+from components.train.config import ClipSampling, TrainConfig
 from components.train.optim import build_optimizer, trainable
 from components.train.trainer import Distributed, Trainer
 
 LOCAL = Path(__file__).resolve().parent.parent / "pipeline" / "configs" / "local.yaml"
 DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
     "embedded default": {},
-    # the recipe before: longer clips, fewer per step, mixed prompts (it learnt to segment every object)
-    "6-frame clips": {
-        "batch_size": 2,
-        "clips": {"frames": 6, "prompts": {"mask": 0.5, "box": 0.25, "point": 0.25}},
-    },
+    # the recipe before: longer clips, fewer per step, the default prompt mix (it learnt to segment every
+    # object)
+    "6-frame clips": {"batch_size": 2, "clips": {"frames": 6, "prompts": ClipSampling().prompts}},
 }
 
 
