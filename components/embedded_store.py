@@ -17,8 +17,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
@@ -120,6 +122,8 @@ class EmbeddedStore:
         self.data_dir = self.home / "seaweedfs"
         self.log_file = self.home / "seaweedfs.log"
         self.identities_file = self.home / "s3-identities.json"
+        self._sigterm_handled = False
+        self._previous_sigterm: Any = None
 
     # -- state -----------------------------------------------------------
     def state(self) -> StoreState | None:
@@ -167,10 +171,21 @@ class EmbeddedStore:
         return state.settings()
 
     def __enter__(self) -> S3Settings:
-        """A server for a ``with`` block (``as settings``), stopped when the block ends, also on error."""
-        return self.up()
+        """A server for a ``with`` block (``as settings``), stopped when the block ends, also on error.
+
+        In the main thread the block also ends on SIGTERM (as SystemExit), so that a benchmark or script
+        stopped with ``kill`` stops its server instead of leaving it running.
+        """
+        settings = self.up()
+        self._sigterm_handled = threading.current_thread() is threading.main_thread()
+        if self._sigterm_handled:
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        return settings
 
     def __exit__(self, *exc: object) -> None:
+        if self._sigterm_handled:
+            signal.signal(signal.SIGTERM, self._previous_sigterm or signal.SIG_DFL)
+            self._sigterm_handled = False
         self.down()
 
     def down(self) -> bool:
@@ -307,6 +322,10 @@ class EmbeddedStore:
             except ProcessLookupError:
                 return
             _wait_gone(pid, 10.0)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def state_json(state: StoreState) -> str:

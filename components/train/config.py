@@ -49,6 +49,12 @@ class ClipSampling(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     frames: int = Field(default=8, ge=2, description="consecutive frames per clip")
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="clips per rank in a clip batch (default: the stage's batch_size); lets the joint "
+        "stage train clips in batches as large as the tracker stage's beside smaller image batches",
+    )
     max_objects: int = Field(default=3, ge=1, description="objects tracked per clip")
     prompts: dict[PromptKind, float] = Field(
         default_factory=_default_prompts,

@@ -79,9 +79,8 @@ class BatchStream(IterableDataset):
             video = cfg.stage == "tracker" or (cfg.stage == "joint" and kinds.random() < cfg.video_fraction)
             if video:
                 assert videos is not None
-                yield records_to_clips(
-                    [next(videos) for _ in range(cfg.batch_size)], cfg.clips, self.resolution, rng
-                )
+                clips = cfg.clips.batch_size or cfg.batch_size
+                yield records_to_clips([next(videos) for _ in range(clips)], cfg.clips, self.resolution, rng)
                 continue
             assert images is not None
             yield records_to_batch(

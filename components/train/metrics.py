@@ -73,9 +73,9 @@ class TrainingMetrics:
         names = list(self.labels)
         r = self.registry
         self.steps = Counter("sam3_train_steps", "Optimizer steps taken", names, registry=r)
-        self.samples = Counter("sam3_train_samples", "Images consumed", names, registry=r)
+        self.samples = Counter("sam3_train_samples", "Images and video clips consumed", names, registry=r)
         self.samples_per_second = Gauge(
-            "sam3_train_samples_per_second", "Images per second, last step", names, registry=r
+            "sam3_train_samples_per_second", "Images and clips per second, last step", names, registry=r
         )
         self.step_seconds = Gauge("sam3_train_step_seconds", "Wall time of the last step", names, registry=r)
         self.data_wait = Gauge(

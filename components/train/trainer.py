@@ -146,14 +146,12 @@ class Trainer:
         try:
             for step in range(start, cfg.steps):
                 t0 = time.perf_counter()
-                losses, wait = self.train_step(ddp, batches, criterion, autocast, world)
+                losses, wait, samples = self.train_step(ddp, batches, criterion, autocast, world)
                 self.apply_update(model, optimizer, scheduler)
                 losses = world.mean(main_terms(losses))
                 elapsed = time.perf_counter() - t0
                 lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
-                metrics.observe_step(
-                    step + 1, cfg.batch_size * cfg.optim.grad_accumulation, elapsed, wait, losses, lrs
-                )
+                metrics.observe_step(step + 1, samples, elapsed, wait, losses, lrs)
                 if world.rank == 0 and (step % cfg.log_every == 0 or step + 1 == cfg.steps):
                     log_step(step + 1, cfg.steps, losses, elapsed, wait)
                 if not all(np.isfinite(v) for v in losses.values()):
@@ -188,24 +186,28 @@ class Trainer:
         criterion: nn.Module | Criteria,
         autocast: Any,
         world: Distributed,
-    ) -> tuple[dict[str, float], float]:
-        """Forward and backward over ``grad_accumulation`` micro-batches; returns (loss terms, data wait)."""
+    ) -> tuple[dict[str, float], float, int]:
+        """Forward and backward over ``grad_accumulation`` micro-batches; returns (loss terms, data wait,
+        samples: images or clips, which differ in number in the joint stage)."""
+        from components.model.clips import ClipBatch
         from components.model.loss import forward_and_loss
 
         accumulation = self.cfg.optim.grad_accumulation
         losses: dict[str, float] = {}
         wait = 0.0
+        samples = 0
         for micro in range(accumulation):
             tw = time.perf_counter()
             batch = _to_device(next(batches), world.device)
             wait += time.perf_counter() - tw
+            samples += len(batch.clips) if isinstance(batch, ClipBatch) else batch.num_images
             sync = micro == accumulation - 1 or world.world_size == 1  # all-reduce once, on the last one
             with autocast, nullcontext() if sync else ddp.no_sync():  # type: ignore[operator]
                 loss, terms = forward_and_loss(ddp, batch, criterion)
             (loss / accumulation).backward()
             for k, v in terms.items():
                 losses[k] = losses.get(k, 0.0) + v / accumulation
-        return losses, wait
+        return losses, wait, samples
 
     def apply_update(
         self,

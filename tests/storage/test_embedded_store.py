@@ -65,3 +65,25 @@ def test_with_block_stops_the_server_even_on_error(tmp_path: Path) -> None:
         raise KeyError("boom")
     assert server.running() is None and server.state() is None
     assert not psutil.pid_exists(state.pid) or psutil.Process(state.pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_with_block_stops_the_server_when_the_process_gets_sigterm(tmp_path: Path) -> None:
+    """A script killed with SIGTERM inside ``with EmbeddedStore(...)`` stops its server on the way out."""
+    from components.embedded_store import EmbeddedStore
+
+    script = (
+        "import time\n"
+        "from pathlib import Path\n"
+        "from components.embedded_store import EmbeddedStore\n"
+        f"with EmbeddedStore(Path({str(tmp_path / 'home')!r})):\n"
+        "    print('up', flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+    state = EmbeddedStore(tmp_path / "home").running()
+    assert state is not None
+    proc.terminate()
+    assert proc.wait(timeout=60) == 128 + 15
+    assert not psutil.pid_exists(state.pid) or psutil.Process(state.pid).status() == psutil.STATUS_ZOMBIE
+    assert EmbeddedStore(tmp_path / "home").state() is None
