@@ -1,0 +1,131 @@
+"""Quality of joint-stage recipes, side by side, from the tracker checkpoint of a pipeline run.
+
+    python benchmarks/joint_quality.py [--run RUN_ID] [--threads 2]
+        [--variant NAME='{"clips": {"batch_size": 8}, "optim": {"lr": 3e-4}}' ...]
+
+Run it after ``make run``, against the same object store (``eval "$(sam3-pipeline store env)"``).
+``--run`` names a pipeline run (``runs/<run id>/``; default: the newest one with a tracker checkpoint).
+From that run it takes the tracker stage's last checkpoint (the start of every variant), the training
+dataset it was trained on (images with their hard negatives, and videos) and the gold set its
+evaluation used. Every variant is a set of overrides (``steps``, ``batch_size``, ``clips``,
+``video_fraction``, ``optim``, ``seed``, ...) on the joint recipe of pipeline/configs/local.yaml, trained
+by the trainer itself (``Trainer.train``: the joint stage's data stream, model, losses, optimizer) into
+``runs/joint-quality-<n>/`` and evaluated as the pipeline evaluates a joint checkpoint: on the gold images
+(cgF1 and the threshold-free diagnostics) and on the gold videos (end-to-end video cgF1; tracking cgF1,
+masklet IoU and cross-object IoU with the true first-visible masks as prompts). The tracker checkpoint
+itself is scored the same way in the same run, so each variant reads as a change against its start.
+Without ``--variant`` it compares the embedded default with clip batches as small as the image batches
+(what the joint stage did before ``clips.batch_size``). Prints the table, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from components.errors import ConfigError
+from components.evaluate.stage import evaluate_checkpoint, evaluate_video_checkpoint
+from components.ingest.config import DataConfig
+from components.ingest.datasets import gold_annotations, gold_video_annotations
+from components.schemas import evaluation_metrics_key, stage_prefix
+from components.storage import ObjectStore
+from components.train.checkpoint import checkpoint_config, step_folder
+from components.train.config import TrainConfig
+from components.train.trainer import Trainer
+
+LOCAL = Path(__file__).resolve().parent.parent / "pipeline" / "configs" / "local.yaml"
+DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
+    "embedded default": {},
+    "clip batches of 2": {"clips": {"batch_size": None}},
+}
+
+
+def recipe(overrides: dict[str, Any], dataset: str, init: str, run_id: str) -> TrainConfig:
+    """The local joint recipe with ``overrides`` (dicts merged one level deep), from ``init``."""
+    stage = yaml.safe_load(LOCAL.read_text())["joint"]
+    doc = {**stage.get("train", {}), "size": stage["size"], "batch_size": stage["batch_size"]}
+    doc |= {"steps": stage["steps"], "checkpoint_every": stage["steps"], "keep_checkpoints": 1}
+    for key, value in overrides.items():
+        doc[key] = {**doc.get(key, {}), **value} if isinstance(value, dict) else value
+    return TrainConfig(stage="joint", dataset=dataset, run_id=run_id, init=init, **doc)
+
+
+def newest_run(store: ObjectStore) -> str:
+    """The run id whose tracker stage committed a checkpoint last."""
+    found = {}
+    for key, _ in store.list_objects("runs/"):
+        parts = key.split("/")
+        if len(parts) == 5 and parts[2:] == ["tracker", "checkpoints", "latest.json"]:
+            found[parts[1]] = store.get_json(key).get("saved_at", 0.0)
+    if not found:
+        raise ConfigError(f"no run in {store.uri('runs/')} has a tracker checkpoint: run `make run` first")
+    return max(found, key=found.__getitem__)
+
+
+def score(checkpoint: str, gold: str, data: DataConfig, store: ObjectStore, out: str) -> dict[str, float]:
+    """The pipeline's evaluation of a video-stage checkpoint: image headline + diagnostics, video headline."""
+    with tempfile.TemporaryDirectory(prefix="joint-quality-") as tmp:
+        videos = evaluate_video_checkpoint(
+            checkpoint, gold, gold_video_annotations(data, store, Path(tmp)), store
+        )
+        images = evaluate_checkpoint(checkpoint, gold, gold_annotations(data, store, Path(tmp)), store, out)
+    return {
+        **{f"image_{k}": v for k, v in images.headline().items()},
+        "recognition_auc": images.diagnostics["recognition_auc"],
+        "top_detection_iou": images.diagnostics["top_detection_iou"],
+        **videos["headline"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", default=None, help="pipeline run id (default: the newest with a tracker)")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON")
+    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch threads")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    store = ObjectStore.from_env()
+    run = args.run or newest_run(store)
+    init = store.uri(step_folder(store.uri(f"{stage_prefix(run, 'tracker')}/checkpoints"), store))
+    trained = checkpoint_config(init, store)
+    if trained is None:
+        raise ConfigError(f"{init} has no config.json: not a checkpoint of this pipeline's trainer")
+    gold = store.get_json(evaluation_metrics_key(run, "tracker"))["gold"]
+    data = DataConfig.model_validate(yaml.safe_load(LOCAL.read_text())["data"])
+    variants = dict(DEFAULT_VARIANTS)
+    if args.variant:
+        variants = {k: json.loads(v) for k, _, v in (s.partition("=") for s in args.variant)}
+    print(f"run {run}: joint variants from {init}, dataset {trained['dataset']}, gold {gold}", flush=True)
+    results = {"tracker (start)": score(init, gold, data, store, f"runs/{run}/joint-quality/start")}
+    for i, (label, overrides) in enumerate(variants.items()):
+        cfg = recipe(dict(overrides), trained["dataset"], init, f"joint-quality-{i}")
+        store.delete_prefix(f"{cfg.prefix}/")  # a fresh start, not a resume of an earlier benchmark
+        started = time.perf_counter()
+        pointer = Trainer(cfg, store).train()
+        seconds = time.perf_counter() - started
+        checkpoint = pointer.weights.rsplit("/", 1)[0]
+        results[label] = {**score(checkpoint, gold, data, store, f"{cfg.prefix}/eval"), "train_s": seconds}
+        print(f"  {label}: trained {cfg.steps} steps in {seconds:.0f} s", flush=True)
+    print(
+        f"\n{'':<20}{'image cgF1':>11}{'rec.AUC':>9}{'top IoU':>9}{'video cgF1':>11}"
+        f"{'tracking cgF1':>15}{'masklet IoU':>13}{'cross-obj IoU':>15}"
+    )
+    for label, r in results.items():
+        print(
+            f"{label:<20}{r['image_cgF1']:>11.2f}{r['recognition_auc']:>9.3f}{r['top_detection_iou']:>9.3f}"
+            f"{r['video_cgF1']:>11.2f}{r['tracking_cgF1']:>15.2f}{r['masklet_IoU']:>13.3f}"
+            f"{r['cross_object_IoU']:>15.3f}"
+        )
+    print(json.dumps({"run": run, "init": init, "results": results}))
+
+
+if __name__ == "__main__":
+    main()
