@@ -104,7 +104,7 @@ def main() -> None:
     if args.variant:
         variants = {k: json.loads(v) for k, _, v in (s.partition("=") for s in args.variant)}
     print(f"run {run}: joint variants from {init}, dataset {trained['dataset']}, gold {gold}", flush=True)
-    results = {"tracker (start)": score(init, gold, data, store, f"runs/{run}/joint-quality/start")}
+    results = {"tracker (start)": score(init, gold, data, store, "runs/joint-quality-start/eval")}
     for i, (label, overrides) in enumerate(variants.items()):
         cfg = recipe(dict(overrides), trained["dataset"], init, f"joint-quality-{i}")
         store.delete_prefix(f"{cfg.prefix}/")  # a fresh start, not a resume of an earlier benchmark
