@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
+from recipes import local_config, local_recipe
 
 from components.errors import ConfigError
 from components.evaluate.stage import evaluate_checkpoint, evaluate_video_checkpoint
@@ -41,7 +41,6 @@ from components.train.checkpoint import checkpoint_config, step_folder
 from components.train.config import TrainConfig
 from components.train.trainer import Trainer
 
-LOCAL = Path(__file__).resolve().parent.parent / "pipeline" / "configs" / "local.yaml"
 DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
     "embedded default": {},
     "clip batches of 2": {"clips": {"batch_size": None}},
@@ -50,12 +49,9 @@ DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
 
 def recipe(overrides: dict[str, Any], dataset: str, init: str, run_id: str) -> TrainConfig:
     """The local joint recipe with ``overrides`` (dicts merged one level deep), from ``init``."""
-    stage = yaml.safe_load(LOCAL.read_text())["joint"]
-    doc = {**stage.get("train", {}), "size": stage["size"], "batch_size": stage["batch_size"]}
-    doc |= {"steps": stage["steps"], "checkpoint_every": stage["steps"], "keep_checkpoints": 1}
-    for key, value in overrides.items():
-        doc[key] = {**doc.get(key, {}), **value} if isinstance(value, dict) else value
-    return TrainConfig(stage="joint", dataset=dataset, run_id=run_id, init=init, **doc)
+    steps = local_config().stage("joint").steps
+    fields = {"checkpoint_every": steps, "keep_checkpoints": 1}  # one checkpoint: the one scored
+    return local_recipe("joint", overrides, dataset=dataset, run_id=run_id, init=init, **fields)
 
 
 def newest_run(store: ObjectStore) -> str:
@@ -99,7 +95,7 @@ def main() -> None:
     if trained is None:
         raise ConfigError(f"{init} has no config.json: not a checkpoint of this pipeline's trainer")
     gold = store.get_json(evaluation_metrics_key(run, "tracker"))["gold"]
-    data = DataConfig.model_validate(yaml.safe_load(LOCAL.read_text())["data"])
+    data = local_config().data
     variants = dict(DEFAULT_VARIANTS)
     if args.variant:
         variants = {k: json.loads(v) for k, _, v in (s.partition("=") for s in args.variant)}

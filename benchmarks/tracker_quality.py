@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
+from recipes import local_config, local_recipe
 
 from components.embedded_store import EmbeddedStore
 from components.evaluate.stage import video_records
@@ -51,7 +51,6 @@ from components.train.config import ClipSampling, TrainConfig
 from components.train.optim import build_optimizer, trainable
 from components.train.trainer import Distributed, Trainer
 
-LOCAL = Path(__file__).resolve().parent.parent / "pipeline" / "configs" / "local.yaml"
 DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
     "embedded default": {},
     # the recipe before: longer clips, fewer per step, the default prompt mix (it learnt to segment every
@@ -62,11 +61,7 @@ DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
 
 def recipe(overrides: dict[str, Any], dataset: str, steps: int) -> TrainConfig:
     """The local tracker recipe with ``overrides`` (dicts are merged one level deep)."""
-    stage = yaml.safe_load(LOCAL.read_text())["tracker"]
-    doc = {**stage.get("train", {}), "size": stage["size"], "batch_size": stage["batch_size"]}
-    for key, value in overrides.items():
-        doc[key] = {**doc.get(key, {}), **value} if isinstance(value, dict) else value
-    return TrainConfig(stage="tracker", dataset=dataset, run_id="tracker-quality", steps=steps, **doc)
+    return local_recipe("tracker", overrides, dataset=dataset, run_id="tracker-quality", steps=steps)
 
 
 def score(
@@ -140,9 +135,10 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON")
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch threads")
     args = ap.parse_args()
-    local = yaml.safe_load(LOCAL.read_text())
-    steps = args.steps or local["tracker"]["steps"]
-    syn = local["data"]["synthetic"]
+    local = local_config()
+    steps = args.steps or local.stage("tracker").steps
+    syn = local.data.synthetic
+    assert syn is not None, "local.yaml trains on the built-in synthetic data"
     variants = dict(DEFAULT_VARIANTS)
     if args.variant:
         variants = {k: json.loads(v) for k, _, v in (s.partition("=") for s in args.variant)}
@@ -155,7 +151,7 @@ def main() -> None:
         with EmbeddedStore(tmp / "home") as settings:
             store = ObjectStore(settings)
             synth = tmp / "synth"
-            generate(synth, images=1, gold_images=1, videos=syn["videos"], gold_videos=syn["gold_videos"])
+            generate(synth, images=1, gold_images=1, videos=syn.videos, gold_videos=syn.gold_videos)
             train_uri = Ingest("tq", [SourceSpec.parse(f"video={synth / 'video_train'}")], store).run().uri
             gold_uri = Ingest("tq-gold", [SourceSpec.parse(f"video={synth / 'video_gold'}")], store).run().uri
             train, gold = video_records(train_uri, store), video_records(gold_uri, store)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
+from recipes import local_recipe
 
 from components.dataset import Dataset
 from components.embedded_store import EmbeddedStore
@@ -52,7 +52,6 @@ from components.train.config import TrainConfig
 from components.train.optim import build_optimizer, trainable
 from components.train.trainer import Distributed, Trainer
 
-LOCAL = Path(__file__).resolve().parent.parent / "pipeline" / "configs" / "local.yaml"
 DEFAULT_VARIANTS = {
     "embedded default": {},
     "constant lr": {"optim": {"warmup_steps": 100, "lr": 1e-3}, "_schedule": "constant"},
@@ -62,13 +61,8 @@ DEFAULT_VARIANTS = {
 
 def recipe(overrides: dict[str, Any], dataset: str, steps: int) -> tuple[TrainConfig, str]:
     """The local detector recipe with ``overrides``, and its LR schedule ("released" or "constant")."""
-    stage = yaml.safe_load(LOCAL.read_text())["detector"]
-    doc = {**stage.get("train", {}), "size": stage["size"], "batch_size": stage["batch_size"]}
     schedule = overrides.pop("_schedule", "released")
-    for key, value in overrides.items():
-        doc[key] = {**doc.get(key, {}), **value} if isinstance(value, dict) else value
-    cfg = TrainConfig(stage="detector", dataset=dataset, run_id="quality", steps=steps, **doc)
-    return cfg, schedule
+    return local_recipe("detector", overrides, dataset=dataset, run_id="quality", steps=steps), schedule
 
 
 def train_and_evaluate(
