@@ -40,7 +40,6 @@ from recipes import local_config, local_recipe
 
 from components.errors import ConfigError
 from components.evaluate.stage import evaluate_checkpoint, evaluate_video_checkpoint
-from components.ingest.config import DataConfig
 from components.ingest.datasets import gold_annotations, gold_video_annotations
 from components.schemas import evaluation_metrics_key, stage_prefix
 from components.storage import ObjectStore
@@ -73,19 +72,51 @@ def newest_run(store: ObjectStore) -> str:
     return max(found, key=found.__getitem__)
 
 
-def score(checkpoint: str, gold: str, data: DataConfig, store: ObjectStore, out: str) -> dict[str, float]:
-    """The pipeline's evaluation of a video-stage checkpoint: image headline + diagnostics, video headline."""
-    with tempfile.TemporaryDirectory(prefix="joint-quality-") as tmp:
-        videos = evaluate_video_checkpoint(
-            checkpoint, gold, gold_video_annotations(data, store, Path(tmp)), store
-        )
-        images = evaluate_checkpoint(checkpoint, gold, gold_annotations(data, store, Path(tmp)), store, out)
+def score(
+    checkpoint: str, gold: str, truth: tuple[list[Path], Path], store: ObjectStore, out: str
+) -> dict[str, float]:
+    """The pipeline's evaluation of a video-stage checkpoint: image headline + diagnostics, video headline.
+
+    ``truth``: the gold image annotation files and the gold video annotation file, fetched once per run.
+    """
+    image_truth, video_truth = truth
+    videos = evaluate_video_checkpoint(checkpoint, gold, video_truth, store)
+    images = evaluate_checkpoint(checkpoint, gold, image_truth, store, out)
     return {
         **{f"image_{k}": v for k, v in images.headline().items()},
         "recognition_auc": images.diagnostics["recognition_auc"],
         "top_detection_iou": images.diagnostics["top_detection_iou"],
         **videos["headline"],
     }
+
+
+def compare(
+    variants: dict[str, dict[str, Any]],
+    seeds: int,
+    *,
+    init: str,
+    dataset: str,
+    gold: str,
+    truth: tuple[list[Path], Path],
+    store: ObjectStore,
+    bench: str,
+) -> dict[str, list[dict[str, float]]]:
+    """The start checkpoint's scores, then each variant's for each of its ``seeds`` runs."""
+    results = {"tracker (start)": [score(init, gold, truth, store, f"runs/{bench}-start/eval")]}
+    trained_runs = 0
+    for label, overrides in variants.items():
+        first = recipe(dict(overrides), dataset, init, bench).seed
+        for seed in range(first, first + seeds):
+            cfg = recipe({**overrides, "seed": seed}, dataset, init, f"{bench}-{trained_runs}")
+            trained_runs += 1
+            started = time.perf_counter()
+            pointer = Trainer(cfg, store).train()
+            seconds = time.perf_counter() - started
+            checkpoint = pointer.weights.rsplit("/", 1)[0]
+            found = score(checkpoint, gold, truth, store, f"{cfg.prefix}/eval")
+            results.setdefault(label, []).append({**found, "seed": seed, "train_s": seconds})
+            print(f"  {label}, seed {seed}: trained {cfg.steps} steps in {seconds:.0f} s", flush=True)
+    return results
 
 
 def main() -> None:
@@ -112,22 +143,18 @@ def main() -> None:
     bench = f"joint-quality-{secrets.token_hex(3)}"
     print(f"run {run}: joint variants from {init}, dataset {trained['dataset']}, gold {gold}", flush=True)
     print(f"variants train into {store.uri(f'runs/{bench}-<n>/')}", flush=True)
-    results: dict[str, list[dict[str, float]]] = {
-        "tracker (start)": [score(init, gold, data, store, f"runs/{bench}-start/eval")]
-    }
-    trained_runs = 0
-    for label, overrides in variants.items():
-        first = recipe(dict(overrides), trained["dataset"], init, bench).seed
-        for seed in range(first, first + args.seeds):
-            cfg = recipe({**overrides, "seed": seed}, trained["dataset"], init, f"{bench}-{trained_runs}")
-            trained_runs += 1
-            started = time.perf_counter()
-            pointer = Trainer(cfg, store).train()
-            seconds = time.perf_counter() - started
-            checkpoint = pointer.weights.rsplit("/", 1)[0]
-            found = score(checkpoint, gold, data, store, f"{cfg.prefix}/eval")
-            results.setdefault(label, []).append({**found, "seed": seed, "train_s": seconds})
-            print(f"  {label}, seed {seed}: trained {cfg.steps} steps in {seconds:.0f} s", flush=True)
+    with tempfile.TemporaryDirectory(prefix="joint-quality-") as tmp:
+        truth = (gold_annotations(data, store, Path(tmp)), gold_video_annotations(data, store, Path(tmp)))
+        results = compare(
+            variants,
+            args.seeds,
+            init=init,
+            dataset=trained["dataset"],
+            gold=gold,
+            truth=truth,
+            store=store,
+            bench=bench,
+        )
     print_table(results)
     means = {label: {k: mean(r[k] for r in runs) for k in runs[0]} for label, runs in results.items()}
     print(json.dumps({"run": run, "init": init, "seeds": args.seeds, "results": means, "runs": results}))
