@@ -12,10 +12,14 @@ import logging
 import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from components.errors import ConfigError, DataError
-from components.schemas import SCHEMA_VERSION, DatasetManifest, MediaRecord, ShardInfo
+from components.schemas import SCHEMA_VERSION, DatasetManifest, MediaRecord, ShardInfo, ontology_key
 from components.storage import ObjectStore, StorageError
+
+if TYPE_CHECKING:
+    from components.negatives.ontology import Ontology
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,18 @@ class Dataset:
                 f"{uri}: schema_version {manifest.schema_version}, this reader knows {SCHEMA_VERSION}"
             )
         return cls(uri, store, manifest)
+
+    def ontology(self) -> Ontology | None:
+        """The concept ontology this version's hard negatives were mined from, if it carries one."""
+        from components.negatives.ontology import Ontology
+
+        key = ontology_key(self.manifest.name, self.manifest.version)
+        if not self.store.exists(key):
+            return None
+        try:
+            return Ontology.model_validate_json(self.store.get_bytes(key))
+        except ValueError as exc:
+            raise DataError(f"{self.store.uri(key)}: invalid ontology: {exc}") from None
 
     @property
     def sources(self) -> list[str]:

@@ -258,5 +258,10 @@ def manifest_key(name: str, version: str) -> str:
     return f"{dataset_prefix(name, version)}/manifest.json"
 
 
+def ontology_key(name: str, version: str) -> str:
+    """The concept ontology a version's hard negatives were mined from (stage 0 closes its labels with it)."""
+    return f"{dataset_prefix(name, version)}/ontology.json"
+
+
 def shard_key(name: str, version: str, index: int) -> str:
     return f"{dataset_prefix(name, version)}/shards/part-{index:05d}.parquet"

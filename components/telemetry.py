@@ -78,7 +78,8 @@ class GateMetrics:
         )
         self.metric = Gauge(
             "sam3_eval_metric",
-            "Headline evaluation metric the gate decided on (cgF1, pmF1 0-100; IL_MCC -1..1)",
+            "Headline evaluation metric the gate decided on (cgF1, pmF1 0-100; IL_MCC -1..1; "
+            "recognition_AUC 0..1)",
             [*names, "metric"],
             registry=self.registry,
         )

@@ -29,12 +29,19 @@ from components.errors import ConfigError
 from components.gate.policy import Gate
 from components.images import TRAINER_IMAGE
 from components.ingest.config import DataConfig
-from components.train.config import Size, TrainConfig
+from components.model.config import ModelConfig
+from components.train.config import ALIGN_STAGE, Size, TrainConfig
 from components.train.placement import Cluster, Resources
 
-STAGES: tuple[str, ...] = ("detector", "presence", "tracker", "joint")
-"""Every stage in pipeline order; a config trains the two image stages and, when it has them, the video
-stages (``tracker``, then ``joint``)."""
+STAGES: tuple[str, ...] = (ALIGN_STAGE, "detector", "presence", "tracker", "joint")
+"""Every stage in pipeline order; a config trains the two image stages and, when it has them, the
+alignment stage before them (``pretrain``) and the video stages after them (``tracker``, then ``joint``)."""
+
+
+OWNED_TRAIN_KEYS = frozenset(
+    ("stage", "dataset", "eval_dataset", "run_id", "init", "size", "steps", "batch_size", "checkpoint_every")
+)
+"""TrainConfig fields that the pipeline or a stage's own fields set: a stage's ``train`` may not."""
 
 
 class _Model(BaseModel):
@@ -56,8 +63,7 @@ class Stage(_Model):
     @field_validator("train")
     @classmethod
     def _no_owned_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
-        owned = {"stage", "dataset", "run_id", "init", "size", "steps", "batch_size", "checkpoint_every"}
-        clash = sorted(owned & value.keys())
+        clash = sorted(OWNED_TRAIN_KEYS & value.keys())
         if clash:
             raise ValueError(f"{clash} are set by the pipeline or by the stage's own fields")
         return value
@@ -107,6 +113,10 @@ class PipelineConfig(_Model):
     run_id: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     scheduler: Literal["local_cwd", "kubernetes"] = "local_cwd"
     data: DataConfig
+    pretrain: Stage | None = Field(
+        default=None,
+        description="stage 0: vision-text alignment of the detector's backbone, its init (optional)",
+    )
     detector: Stage
     presence: Stage
     tracker: Stage | None = Field(default=None, description="stage 3: the video tracker (needs videos)")
@@ -120,6 +130,8 @@ class PipelineConfig(_Model):
     @model_validator(mode="after")
     def _check_stages(self) -> PipelineConfig:
         placeholder = "s3://bucket/datasets/check/0"
+        if self.pretrain is not None:
+            _check_pretrain(self.pretrain, self.detector)
         if self.joint is not None and self.tracker is None:
             raise ValueError("joint: the joint stage starts from the tracker stage; configure tracker too")
         if self.tracker is not None and not self.data.has_videos():
@@ -129,6 +141,10 @@ class PipelineConfig(_Model):
             )
         for name in self.stages():
             stage: Stage = getattr(self, name)
+            if name != ALIGN_STAGE and stage.gate.recognition_AUC is not None:
+                raise ValueError(
+                    f"{name}.gate.recognition_AUC: only the pretrain stage is scored for recognition"
+                )
             try:
                 self.train_config(name, placeholder, run_id="check", stage_cfg=stage)
             except ValidationError as exc:
@@ -173,14 +189,18 @@ class PipelineConfig(_Model):
         *,
         run_id: str | None = None,
         init: str | None = None,
+        eval_dataset: str | None = None,
         stage_cfg: Stage | None = None,
     ) -> TrainConfig:
+        """The stage's TrainConfig; ``eval_dataset``: the gold dataset the pretrain stage scores while it
+        trains (the DAG passes it to that stage only)."""
         stage = stage_cfg or self.stage(name)
         return TrainConfig.model_validate(
             {
                 **stage.train,
                 "stage": name,
                 "dataset": dataset,
+                "eval_dataset": eval_dataset or None,
                 "run_id": run_id or self.effective_run_id(),
                 "init": init or None,
                 "size": stage.size,
@@ -217,6 +237,24 @@ class PipelineConfig(_Model):
     def to_json(self) -> str:
         """The form passed to every pipeline step (compact, no secrets: the config holds none)."""
         return self.model_dump_json(exclude_none=False)
+
+
+def _check_pretrain(pretrain: Stage, detector: Stage) -> None:
+    """The alignment stage hands its backbone to the detector, and makes no detections to gate."""
+    ours, theirs = (
+        ModelConfig.preset(s.size).model_dump(exclude={"resolution"}) for s in (pretrain, detector)
+    )
+    if ours != theirs:
+        raise ValueError(
+            f"pretrain.size: {pretrain.size} is not the detector's size ({detector.size}) at any "
+            "resolution: the detector starts from the pretrain stage's backbone"
+        )
+    asked = pretrain.gate.detection_rules()
+    if asked:
+        raise ValueError(
+            f"pretrain.gate: {', '.join(asked)} gate detections, and the pretrain stage makes none: "
+            "gate it on recognition_AUC"
+        )
 
 
 def _digest(doc: Any) -> str:

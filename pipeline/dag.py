@@ -1,7 +1,9 @@
 """The DAG ``sam3-training-pipeline``, built from a PipelineConfig.
 
     prepare sources -> ingest (ParallelFor over partitions) -> commit
-      -> hard negatives -> detector -> evaluate -> gate
+      -> hard negatives
+      -> [if configured] pretrain (scores the gold set as it trains) -> evaluate -> gate
+      -> [if passed] detector (from the pretrain checkpoint's backbone) -> evaluate -> gate
       -> [if passed] presence -> evaluate -> gate
       -> [if passed, and configured] tracker -> evaluate -> gate -> joint -> evaluate -> gate
       -> [if passed] promote
@@ -30,6 +32,7 @@ from components.negatives.component import mine_hard_negatives
 from components.promote.component import promote_model
 from components.report.component import report_outcome
 from components.train.component import train_stage
+from components.train.config import ALIGN_STAGE
 from components.train.placement import SECRET_ENV, Resources
 from pipeline.config import PipelineConfig
 
@@ -54,8 +57,8 @@ def build_pipeline(cfg: PipelineConfig, target: Target = "kubernetes") -> Any:
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
-        description="SAM 3-style concept segmentation: ingest, hard negatives, detector, presence, tracker "
-        "and joint stages (TorchX), cgF1 gates, promotion into the model registry.",
+        description="SAM 3-style concept segmentation: ingest, hard negatives, pretrain, detector, presence, "
+        "tracker and joint stages (TorchX), cgF1 gates, promotion into the model registry.",
     )
     def sam3_training_pipeline():  # no return annotation: kfp would read it as outputs
         execution = dsl.PIPELINE_JOB_ID_PLACEHOLDER
@@ -71,13 +74,14 @@ def build_pipeline(cfg: PipelineConfig, target: Target = "kubernetes") -> Any:
                 for name in stages:
                     stage = cfg.stage(name)
                     template = cfg.train_config(name, UNSET_DATASET, run_id=run_id).model_dump(
-                        exclude={"dataset", "init"}
+                        exclude={"dataset", "init", "eval_dataset"}
                     )
                     trained = place(
                         train_stage(
                             train_config=json.dumps(template),
                             dataset=mined.output,
                             init=init,
+                            eval_dataset=datasets.outputs["gold"] if name == ALIGN_STAGE else "",
                             resources=stage.resources.model_dump_json(),
                             cluster=cluster,
                             scheduler=cfg.scheduler,

@@ -17,50 +17,72 @@ def evaluate_stage(
     metrics: dsl.Output[dsl.Metrics],
     report: dsl.Output[dsl.HTML],
 ) -> str:
-    """cgF1, IL_MCC, pmF1 (...) of the checkpoint's predictions (video stages: also on the gold videos);
+    """cgF1, IL_MCC, pmF1 (...) of the checkpoint's predictions (video stages: also on the gold videos;
+    the pretrain stage: recognition AUC of its presence logits, overall and by phrase length);
     returns the metrics.json URI."""
     import logging
     import tempfile
     from pathlib import Path
 
-    from components.evaluate.stage import evaluate_checkpoint, evaluate_video_checkpoint
+    from components.evaluate.stage import (
+        evaluate_alignment_checkpoint,
+        evaluate_checkpoint,
+        evaluate_video_checkpoint,
+    )
     from components.ingest.config import DataConfig
     from components.ingest.datasets import gold_annotations, gold_video_annotations
     from components.progress import log_progress, step_logging
     from components.schemas import evaluation_prefix
     from components.storage import ObjectStore
-    from components.train.config import VIDEO_STAGES
+    from components.train.config import ALIGN_STAGE, VIDEO_STAGES
+    from components.train.history import read_history
 
     step_logging()
     store = ObjectStore.from_env()
-    config = DataConfig.model_validate_json(data)
-    references = None
-    if config.synthetic is not None:  # the gap to a good model: true masks, some words of the phrase ignored
-        from components.synthetic.baselines import all_predictions
-
-        syn = config.synthetic
-        references = all_predictions(syn.gold_images, syn.size, syn.seed)
-    progress = log_progress(logging.getLogger(f"evaluate[{stage}]"))
-    with tempfile.TemporaryDirectory(prefix="sam3-gold-") as tmp:
-
-        def videos() -> dict:
-            truth = gold_video_annotations(config, store, Path(tmp))
-            return evaluate_video_checkpoint(checkpoint, gold, truth, store, progress)
-
-        evaluation = evaluate_checkpoint(
+    history = read_history(store, run_id, stage)
+    if stage == ALIGN_STAGE:  # stage 0 makes no detections to score
+        evaluation = evaluate_alignment_checkpoint(
             checkpoint,
             gold,
-            gold_annotations(config, store, Path(tmp)),
             store,
             evaluation_prefix(run_id, stage),
             max_images=max_images or None,
-            examples=examples,
-            progress=progress,
-            references=references,
-            video=videos if stage in VIDEO_STAGES else None,
+            history=history,
         )
+    else:
+        config = DataConfig.model_validate_json(data)
+        references = None
+        if (
+            config.synthetic is not None
+        ):  # the gap to a good model: true masks, some words of the phrase ignored
+            from components.synthetic.baselines import all_predictions
+
+            syn = config.synthetic
+            references = all_predictions(syn.gold_images, syn.size, syn.seed)
+        progress = log_progress(logging.getLogger(f"evaluate[{stage}]"))
+        with tempfile.TemporaryDirectory(prefix="sam3-gold-") as tmp:
+
+            def videos() -> dict:
+                truth = gold_video_annotations(config, store, Path(tmp))
+                return evaluate_video_checkpoint(checkpoint, gold, truth, store, progress)
+
+            evaluation = evaluate_checkpoint(
+                checkpoint,
+                gold,
+                gold_annotations(config, store, Path(tmp)),
+                store,
+                evaluation_prefix(run_id, stage),
+                max_images=max_images or None,
+                examples=examples,
+                progress=progress,
+                references=references,
+                video=videos if stage in VIDEO_STAGES else None,
+                history=history,
+            )
     for name, value in {**evaluation.headline(), **evaluation.diagnostics}.items():
         metrics.log_metric(f"{stage}/{name}", value)
+    for words, value in (evaluation.recognition or {}).get("by_length", {}).items():
+        metrics.log_metric(f"{stage}/recognition_AUC_{words}_words", value)
     for name, scores in evaluation.references.items():
         metrics.log_metric(f"{stage}/reference {name}/cgF1", scores["cgF1"])
     for name, scores in (evaluation.video or {}).get("references", {}).items():

@@ -1,8 +1,12 @@
-"""A self-contained HTML page for one evaluation: the metrics table and a few predictions drawn.
+"""Self-contained HTML pages for one evaluation: metrics, learning curves and a few predictions drawn.
 
-Kubeflow shows an ``HTML`` output artifact in its UI; images are inlined as
-PNG data URIs so the page needs nothing else. Ground truth is drawn in green,
-predictions kept at the evaluator's score threshold in red.
+Kubeflow shows an ``HTML`` output artifact in its UI, so everything is inline: images as PNG data
+URIs, charts as SVG drawn here; nothing is fetched. ``render_report`` is the page of a detection
+stage, ``render_recognition_report`` that of the alignment stage (stage 0, no detections). Both draw
+the stage's training history (components.train.history) when it was recorded.
+
+Examples are drawn as outlines just outside each mask, so an object keeps its own colour: ground truth
+solid, predictions kept at the evaluator's score threshold dashed on top.
 """
 
 from __future__ import annotations
@@ -10,8 +14,12 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
+from collections.abc import Mapping, Sequence
+from itertools import cycle
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
@@ -20,7 +28,15 @@ from components.evaluate.result import EvaluationResult
 from components.schemas import MediaRecord, Query
 
 ROWS = ("cgF1", "IL_MCC", "pmF1", "cgF1@0.5", "cgF1@0.75", "IL_precision", "IL_recall", "precision", "recall")
-GT_RGB, PRED_RGB = (40, 200, 80), (230, 40, 40)
+GT_COLOUR, PRED_COLOUR = ("green", (40, 200, 80)), ("red", (230, 40, 40))
+FIGURE_WIDTH = 256  # pixels an example is drawn at: outlines stay 2 px whatever the image size
+DASH = 6  # contour pixels per dash of a prediction's outline
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+MAX_POINTS = 500  # per series in a chart; longer series are thinned evenly
+STYLE = """body{font-family:sans-serif} td{padding:2px 10px} figure{display:inline-block;margin:6px;
+vertical-align:top} figcaption{font-size:13px} svg{margin:4px} .warn{color:#b00}"""
+
+Series = Mapping[str, Sequence[tuple[float, float]]]
 
 
 def render_report(
@@ -31,6 +47,8 @@ def render_report(
     checkpoint: str,
     examples: int = 4,
     references: dict[str, dict[str, float]] | None = None,
+    *,
+    history: dict[str, Any] | None = None,
 ) -> str:
     doc = result.to_json_dict()
     rows = "".join(f"<tr><td>{name}</td><td>{float(doc[name]):.4f}</td></tr>" for name in ROWS)  # type: ignore[arg-type]
@@ -45,14 +63,200 @@ def render_report(
     )
     gap = _references_table(doc, references or {})
     warnings = "".join(f"<p class=warn>{html.escape(w)}</p>" for w in result.warnings)
-    figures = "".join(_figure(r, q, predictions, result.score_threshold) for r, q in _pick(records, examples))
+    threshold = result.score_threshold
+    figures = "".join(_figure(r, q, predictions, threshold) for r, q in _pick(records, examples))
+    legend = (
+        f"{GT_COLOUR[0]} outline: ground truth, {PRED_COLOUR[0]} dashed outline: predictions "
+        f"at score &ge; {threshold}"
+    )
+    return _page(
+        f"Evaluation of {html.escape(checkpoint)}",
+        f"<p>{summary}</p>{warnings}<table><tr><th>metric</th><th>value</th></tr>{rows}</table>{gap}"
+        f"{learning_curves(history)}<h3>Examples ({legend})</h3>{figures}",
+    )
+
+
+def render_recognition_report(
+    recognition: dict[str, Any], checkpoint: str, history: dict[str, Any] | None = None
+) -> str:
+    """The alignment stage's page: ``recognition`` is components.evaluate.recognition.recognition_metrics."""
+    by_length = sorted(recognition.get("by_length", {}).items(), key=lambda item: int(item[0]))
+    rows = "".join(f"<tr><td>{n}</td><td>{auc:.3f}</td></tr>" for n, auc in by_length)
+    pairs, positives = recognition.get("pairs", 0), recognition.get("positive_pairs", 0)
+    return _page(
+        f"Recognition of {html.escape(checkpoint)}",
+        f"<p>recognition AUC <b>{recognition['recognition_AUC']:.3f}</b> on {pairs} gold image-noun-phrase "
+        f"pairs ({positives} present, {pairs - positives} absent).</p>"
+        "<p>The AUC is the chance that the model's presence score ranks a noun phrase present in an "
+        "image above one absent from it: 0.5 is chance, 1 a perfect ranking of present over absent "
+        "noun phrases on the gold pairs.</p>"
+        f"<table><tr><th>words in the phrase</th><th>AUC</th></tr>{rows}</table>{learning_curves(history)}",
+    )
+
+
+def learning_curves(history: dict[str, Any] | None) -> str:
+    """Charts of a stage's history: each loss term (running mean), learning rates, checkpoint AUCs."""
+    steps = (history or {}).get("steps", [])
+    if not steps:
+        return "<h3>Learning curves</h3><p>No training history was recorded for this checkpoint.</p>"
+    window = max(1, len(steps) // 50)
+    terms = dict.fromkeys(["total", *(t for s in steps for t in s["loss"])])
+    losses = {t: [(s["step"], s["loss"][t]) for s in steps if t in s["loss"]] for t in terms}
+    charts = "".join(
+        line_chart(f"loss: {term}", {f"running mean of {window}": _running_mean(points, window)})
+        for term, points in losses.items()
+    )
+    groups = dict.fromkeys(g for s in steps for g in s["lr"])
+    lrs = {g: [(s["step"], s["lr"][g]) for s in steps if g in s["lr"]] for g in groups}
+    charts += line_chart("learning rate", lrs) + _auc_chart((history or {}).get("evaluations", []))
+    skipped = sum(not math.isfinite(v) for _, v in losses["total"])
+    note = f"; {_count(skipped, 'step')} with a non-finite total loss not drawn" if skipped else ""
+    return (
+        f"<h3>Learning curves</h3><p>{_count(len(steps), 'step')} (last: {steps[-1]['step']}). "
+        f"Losses are smoothed with a running mean over the last {_count(window, 'step')}{note}.</p>"
+        f"<div>{charts}</div>"
+    )
+
+
+def _auc_chart(evaluations: list[dict[str, Any]]) -> str:
+    """Recognition AUC at each in-training evaluation, overall and by phrase length, against chance."""
+    aucs = {"all pairs": [(e["step"], e["recognition_AUC"]) for e in evaluations]}
+    for n in sorted({n for e in evaluations for n in e.get("by_length", {})}, key=int):
+        aucs[_count(int(n), "word")] = [
+            (e["step"], e["by_length"][n]) for e in evaluations if n in e.get("by_length", {})
+        ]
+    return line_chart("recognition AUC at checkpoints", aucs, y_range=(0.0, 1.0), guides={"chance": 0.5})
+
+
+def line_chart(
+    title: str,
+    series: Series,
+    *,
+    y_range: tuple[float, float] | None = None,
+    guides: Mapping[str, float] | None = None,
+    width: int = 380,
+    height: int = 230,
+) -> str:
+    """An inline SVG chart of named (x, y) series: axes with tick labels, a title and a legend.
+
+    ``guides``: label -> y of dashed horizontal lines (chance, a target). Non-finite points are left out.
+    """
+    series = {
+        name: [(x, y) for x, y in s if math.isfinite(x) and math.isfinite(y)] for name, s in series.items()
+    }
+    series = {name: s for name, s in series.items() if s}
+    if not series:
+        return ""
+    guides = guides or {}
+    xs = [x for s in series.values() for x, _ in s]
+    ys = [y for s in series.values() for _, y in s] + list(guides.values())
+    x0, x1 = min(xs), max(xs)
+    x_ticks = [x for x in _ticks(x0, x1) if x0 <= x <= x1 and x == int(x)]  # steps: whole numbers
+    if x0 == x1:  # one step: centre it
+        x_ticks, x0, x1 = [x0], x0 - 1, x1 + 1
+    y_ticks = _ticks(*(y_range or (min(ys), max(ys))))
+    y0, y1 = y_ticks[0], y_ticks[-1]
+    legend, legend_height = _legend(list(series), width)
+    left, right, top, bottom = 58, 24, 30 + legend_height, 36
+
+    def sx(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * (width - left - right)
+
+    def sy(y: float) -> float:
+        return height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom)
+
+    parts = [
+        f'<text x="{width / 2}" y="16" text-anchor="middle" font-weight="bold">{html.escape(title)}</text>'
+    ]
+    for y in y_ticks:
+        parts.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" stroke="#e4e4e4"/>'
+        )
+        parts.append(f'<text x="{left - 5}" y="{sy(y) + 4:.1f}" text-anchor="end">{_tick_label(y)}</text>')
+    for x in x_ticks:
+        parts.append(
+            f'<text x="{sx(x):.1f}" y="{height - bottom + 15}" text-anchor="middle">{_tick_label(x)}</text>'
+        )
+    parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 5}" text-anchor="middle">step</text>')
+    parts.append(
+        f'<polyline points="{left},{top} {left},{height - bottom} {width - right},{height - bottom}" '
+        'fill="none" stroke="#444"/>'
+    )
+    for label, y in guides.items():
+        parts.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" stroke="#777" '
+            f'stroke-dasharray="6,4"/><text x="{width - right - 3}" y="{sy(y) - 4:.1f}" text-anchor="end" '
+            f'fill="#555">{html.escape(label)}</text>'
+        )
+    for colour, points in zip(cycle(PALETTE), series.values(), strict=False):
+        stride = math.ceil(len(points) / MAX_POINTS)
+        drawn = [*points[::stride], *points[-1:]] if stride > 1 else points
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in drawn)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.6"/>')
+        if len(points) <= 30:  # few points (checkpoints): mark each one
+            parts += [
+                f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}"/>' for x, y in points
+            ]
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="11" '
+        f'font-family="sans-serif">{"".join(parts)}{legend}</svg>'
+    )
+
+
+def _legend(names: list[str], width: int) -> tuple[str, int]:
+    """SVG legend entries laid out in rows under the title, and the height they take."""
+    parts, x, y = [], 10.0, 34
+    for colour, name in zip(cycle(PALETTE), names, strict=False):
+        span = 24 + 6.5 * len(name)
+        if x + span > width and x > 10:
+            x, y = 10.0, y + 15
+        parts.append(
+            f'<line x1="{x}" x2="{x + 16}" y1="{y - 4}" y2="{y - 4}" stroke="{colour}" stroke-width="2"/>'
+            f'<text x="{x + 20}" y="{y}">{html.escape(name)}</text>'
+        )
+        x += span + 8
+    return "".join(parts), y - 34 + 15
+
+
+def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Evenly spaced round values (1, 2 or 5 x 10^k apart) covering [low, high]."""
+    if high <= low:
+        pad = abs(low) * 0.1 or 1.0
+        low, high = low - pad, high + pad
+    raw = (high - low) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
+    return [round(k * step, 12) for k in range(first, last + 1)]
+
+
+def _tick_label(value: float) -> str:
+    if value == int(value) and abs(value) >= 10_000 and value % 1000 == 0:
+        return f"{int(value) // 1000}k"
+    if value == int(value):
+        return f"{int(value)}"
+    return f"{value:.3g}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def _running_mean(points: Sequence[tuple[float, float]], window: int) -> list[tuple[float, float]]:
+    """Each finite value averaged with the ``window - 1`` finite values before it."""
+    finite = [(x, y) for x, y in points if math.isfinite(y)]
+    sums = np.concatenate([[0.0], np.cumsum([y for _, y in finite])])
+    return [
+        (x, (sums[i + 1] - sums[max(0, i + 1 - window)]) / min(i + 1, window))
+        for i, (x, _) in enumerate(finite)
+    ]
+
+
+def _page(title: str, body: str) -> str:
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>sam3 evaluation</title>
-<style>body{{font-family:sans-serif}} td{{padding:2px 10px}} figure{{display:inline-block;margin:6px}}
-.warn{{color:#b00}}</style></head><body>
-<h2>Evaluation of {html.escape(checkpoint)}</h2><p>{summary}</p>{warnings}
-<table><tr><th>metric</th><th>value</th></tr>{rows}</table>{gap}
-<h3>Examples (green: ground truth, red: predictions)</h3>{figures}
+<style>{STYLE}</style></head><body>
+<h2>{title}</h2>{body}
 </body></html>
 """
 
@@ -76,26 +280,66 @@ def _references_table(doc: dict[str, Any], references: dict[str, dict[str, float
 
 
 def _pick(records: list[MediaRecord], k: int) -> list[tuple[MediaRecord, Query]]:
-    """Up to k pairs: positives first, then one negative."""
-    positives = [(r, q) for r in records for q in r.queries if q.positive]
-    negatives = [(r, q) for r in records for q in r.queries if not q.positive]
-    if k <= 0:
-        return []
-    return positives[: max(k - 1, 1)] + negatives[: k - max(k - 1, 1)]
+    """Up to k pairs, one image at a time in record order (round-robin): positives and, when k >= 2, about
+    a third negatives (at least one); an image shows twice only when there are fewer images than pairs."""
+    negatives = 0 if k < 2 else max(1, k // 3)
+    quota = {True: k - negatives, False: negatives}
+    unused = [list(r.queries) for r in records]
+    picked: list[tuple[MediaRecord, Query]] = []
+    for strict in (True, False):  # quotas first; then whatever is left when one kind ran out
+        found = True
+        while found and len(picked) < k:
+            found = False
+            for record, queries in zip(records, unused, strict=True):
+                wanted = [q for q in queries if quota[q.positive] > 0 or not strict]
+                if len(picked) == k or not wanted:
+                    continue
+                query = max(wanted, key=lambda q: quota[q.positive])  # the kind most still wanted
+                queries.remove(query)
+                quota[query.positive] -= 1
+                picked.append((record, query))
+                found = True
+    return picked
+
+
+def outline(image: np.ndarray, mask: np.ndarray, rgb: tuple[int, int, int], *, dashed: bool = False) -> None:
+    """Draw ``mask``'s outline on ``image`` (H, W, 3 uint8, in place): 2 px just outside the mask, so the
+    object's own pixels keep their colour; ``dashed`` lets an outline drawn below show through."""
+    grown = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8))
+    contours, _ = cv2.findContours(grown, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    line = np.zeros(mask.shape, np.uint8)
+    if dashed:
+        dashes = [c[i : i + DASH] for c in contours for i in range(0, len(c), 2 * DASH)]
+        cv2.polylines(line, dashes, isClosed=False, color=1, thickness=2)
+    else:
+        cv2.drawContours(line, contours, -1, color=1, thickness=2)
+    image[(line > 0) & ~mask.astype(bool)] = rgb
 
 
 def _figure(record: MediaRecord, query: Query, predictions: list[dict[str, Any]], threshold: float) -> str:
-    image = np.asarray(Image.open(io.BytesIO(record.frames[0])).convert("RGB")).astype(np.float32)
+    image = np.asarray(Image.open(io.BytesIO(record.frames[0])).convert("RGB"))
+    size = (FIGURE_WIDTH, max(1, round(record.height * FIGURE_WIDTH / record.width)))
+    shrink = record.width > FIGURE_WIDTH
+    image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     pair = int(query.origin_id)
-    kept = [p for p in predictions if p["image_id"] == pair and p["score"] >= threshold]
+    scored = [p for p in predictions if p["image_id"] == pair]
+    kept = [p for p in scored if p["score"] >= threshold]
     gt = [m for inst in query.instances for m in inst.masks[:1] if m]
-    size = [record.height, record.width]
-    for counts, rgb in [*((m, GT_RGB) for m in gt), *((p["segmentation"]["counts"], PRED_RGB) for p in kept)]:
-        mask = mask_utils.decode({"size": size, "counts": counts.encode()}).astype(bool)
-        image[mask] = 0.5 * image[mask] + 0.5 * np.array(rgb, dtype=np.float32)
+    shape = [record.height, record.width]
+    drawn = [
+        *((m, GT_COLOUR[1], False) for m in gt),
+        *((p["segmentation"]["counts"], PRED_COLOUR[1], True) for p in kept),
+    ]
+    for counts, rgb, dashed in drawn:
+        mask = np.ascontiguousarray(mask_utils.decode({"size": shape, "counts": counts.encode()}))
+        outline(image, cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST), rgb, dashed=dashed)
     buf = io.BytesIO()
-    Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(buf, format="PNG")
+    Image.fromarray(image).save(buf, format="PNG")
     data = base64.b64encode(buf.getvalue()).decode()
-    caption = f"{html.escape(query.noun_phrase)}: {len(gt)} true, {len(kept)} predicted"
-    img = f'<img src="data:image/png;base64,{data}" width=224>'
-    return f"<figure>{img}<figcaption>{caption}</figcaption></figure>"
+    best = f"best score {max(p['score'] for p in scored):.2f}" if scored else "no prediction"
+    caption = (
+        f"<b>{html.escape(query.noun_phrase)}</b>: {'present' if query.positive else 'absent'}; "
+        f"{len(gt)} true, {len(kept)} predicted; {best}<br><small>{html.escape(record.origin)}</small>"
+    )
+    img = f'<img src="data:image/png;base64,{data}" width={size[0]} height={size[1]}>'
+    return f'<figure style="width:{size[0]}px">{img}<figcaption>{caption}</figcaption></figure>'

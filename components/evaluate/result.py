@@ -93,3 +93,13 @@ HEADLINE = ("cgF1", "IL_MCC", "pmF1", "cgF1@0.5", "cgF1@0.75")
 def headline(doc: dict[str, Any]) -> dict[str, float]:
     """The headline metrics of a METRICS.json document."""
     return {k: float(doc[k]) for k in HEADLINE}
+
+
+RECOGNITION_HEADLINE = ("recognition_AUC",)
+"""What gates, model cards and summaries carry of the pretrain stage, which makes no detections: the AUC of
+its presence logits over the gold pairs (components.evaluate.recognition)."""
+
+
+def recognition_headline(recognition: dict[str, Any]) -> dict[str, float]:
+    """The headline of a pretrain stage's ``recognition`` section of METRICS.json."""
+    return {k: float(recognition[k]) for k in RECOGNITION_HEADLINE}

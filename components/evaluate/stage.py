@@ -6,6 +6,11 @@ threshold-free diagnostics (components.evaluate.diagnostics) and the scores of
 any reference predictors, ``report.html``). The step is deterministic for a
 checkpoint and gold set, so a finished evaluation is reused.
 
+The pretrain stage (stage 0) trains the detector's backbone for vision-text
+alignment and makes no detections: its ``metrics.json`` holds a ``recognition``
+section instead (the AUC of its presence logits over the gold pairs, overall
+and by phrase length; components.evaluate.recognition), and no predictions.
+
 Reference predictors make the gap to a good model visible: for the synthetic
 gold set they are hand-made predictors with the true masks that ignore some
 words of the phrase (components.synthetic.baselines), so a reader sees where
@@ -26,7 +31,7 @@ from components.dataset import Dataset
 from components.errors import DataError
 from components.evaluate.cgf1 import evaluate_images
 from components.evaluate.diagnostics import diagnostics
-from components.evaluate.result import EvaluationResult, headline
+from components.evaluate.result import EvaluationResult, headline, recognition_headline
 from components.schemas import MediaRecord
 from components.storage import ObjectStore
 
@@ -37,15 +42,31 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass
 class StageEvaluation:
-    result: EvaluationResult
+    result: EvaluationResult | None  # None: the pretrain stage, which makes no detections
     metrics_uri: str
     report_html: str
     diagnostics: dict[str, float]
     references: dict[str, dict[str, float]]
     video: dict[str, Any] | None = None
+    recognition: dict[str, Any] | None = None  # the pretrain stage's (components.evaluate.recognition)
 
     def headline(self) -> dict[str, float]:
+        """The gated numbers: the image headline (and the video one), or the pretrain stage's recognition."""
+        if self.result is None:
+            return recognition_headline(self.recognition or {})
         return headline(self.result.to_json_dict()) | (self.video["headline"] if self.video else {})
+
+
+def checkpoint_size(checkpoint: str, store: ObjectStore, size: str | None = None) -> str:
+    """The model size a checkpoint was trained at (its config.json), unless given."""
+    from components.errors import ConfigError
+    from components.train.checkpoint import checkpoint_config
+
+    saved = checkpoint_config(checkpoint, store) or {}
+    size = size or saved.get("size")
+    if size is None:
+        raise ConfigError(f"{checkpoint} carries no training config: give the model size")
+    return str(size)
 
 
 def load_checkpoint_model(
@@ -53,20 +74,34 @@ def load_checkpoint_model(
 ) -> tuple[Any, int]:
     """The model of a checkpoint (size from its config.json unless given) in eval mode, on GPU when there
     is one: the image model, or with ``video`` the video model (detector + tracker) of a video stage."""
-    import torch
-
-    from components.errors import ConfigError
     from components.model.builder import build_model
-    from components.model.config import ModelConfig
     from components.model.video import build_video_model, load_model_weights
-    from components.train.checkpoint import checkpoint_config, read_weights
+    from components.train.checkpoint import read_weights
 
-    saved = checkpoint_config(checkpoint, store) or {}
-    size = size or saved.get("size")
-    if size is None:
-        raise ConfigError(f"{checkpoint} carries no training config: give the model size")
+    size = checkpoint_size(checkpoint, store, size)
     model = build_video_model(size) if video else build_model(size)
     load_model_weights(model, read_weights(checkpoint, store), checkpoint)
+    return _ready(model, size)
+
+
+def load_alignment_model(checkpoint: str, store: ObjectStore, size: str | None = None) -> tuple[Any, int]:
+    """A pretrain checkpoint's alignment model (components.model.align), every key loaded, as above."""
+    from components.model.align import build_alignment_model
+    from components.model.checkpoint import load_weights
+    from components.train.checkpoint import read_weights
+
+    size = checkpoint_size(checkpoint, store, size)
+    model = build_alignment_model(size)
+    load_weights(model, read_weights(checkpoint, store), checkpoint)
+    return _ready(model, size)
+
+
+def _ready(model: Any, size: str) -> tuple[Any, int]:
+    """The model in eval mode, on GPU when there is one, and its input resolution."""
+    import torch
+
+    from components.model.config import ModelConfig
+
     if torch.cuda.is_available():
         model = model.cuda()
     return model.eval(), ModelConfig.preset(size).resolution
@@ -126,11 +161,13 @@ def evaluate_checkpoint(
     progress: Progress | None = None,
     references: Mapping[str, list[dict[str, Any]]] | None = None,
     video: Callable[[], dict[str, Any]] | None = None,
+    history: dict[str, Any] | None = None,
 ) -> StageEvaluation:
     """Predict, score and report; ``references``: name -> predictions (SA-Co results) scored beside.
 
     ``video``: a video stage's video evaluation (``evaluate_video_checkpoint``), stored beside the
-    image metrics in the same metrics.json.
+    image metrics in the same metrics.json. ``history``: the stage's training history
+    (components.train.history), drawn in the report.
     """
     from components.evaluate.report import render_report
 
@@ -144,7 +181,9 @@ def evaluate_checkpoint(
             result = EvaluationResult.model_validate(saved["result"])
             predictions = json.loads(store.get_bytes(f"{out_prefix}/predictions.json"))
             found, scored = saved["diagnostics"], saved.get("references", {})
-            html = render_report(result, found, records, predictions, checkpoint, examples, scored)
+            html = render_report(
+                result, found, records, predictions, checkpoint, examples, scored, history=history
+            )
             return StageEvaluation(result, store.uri(metrics_key), html, found, scored, saved.get("video"))
     model, resolution = load_checkpoint_model(checkpoint, store)
     predictions = predict_dataset(model, resolution, records, progress=progress)
@@ -162,7 +201,7 @@ def evaluate_checkpoint(
         scored = score_references(gt_paths, references or {}, Path(tmp))
     del model
     videos = video() if video is not None else None
-    html = render_report(result, found, records, predictions, checkpoint, examples, scored)
+    html = render_report(result, found, records, predictions, checkpoint, examples, scored, history=history)
     store.put_bytes(f"{out_prefix}/predictions.json", json.dumps(predictions).encode(), "application/json")
     store.put_bytes(f"{out_prefix}/report.html", html.encode(), "text/html")
     doc = {
@@ -176,6 +215,41 @@ def evaluate_checkpoint(
         doc["video"] = videos
     store.put_json(metrics_key, doc)  # last: the commit
     return StageEvaluation(result, store.uri(metrics_key), html, found, scored, videos)
+
+
+def evaluate_alignment_checkpoint(
+    checkpoint: str,
+    gold: str,
+    store: ObjectStore,
+    out_prefix: str,
+    *,
+    max_images: int | None = None,
+    history: dict[str, Any] | None = None,
+) -> StageEvaluation:
+    """The pretrain stage: recognition of its alignment model on the gold image pairs, and the report.
+
+    ``metrics.json`` (written last, reused for the same checkpoint and gold set) holds ``recognition``:
+    ``recognition_AUC``, ``by_length`` (words -> AUC) and the pair counts. ``history``: the stage's
+    training history (its loss and in-training recognition curves), drawn in the report.
+    """
+    from components.evaluate.recognition import recognition_metrics
+    from components.evaluate.report import render_recognition_report
+
+    metrics_key = f"{out_prefix}/metrics.json"
+    if store.exists(metrics_key):
+        saved = store.get_json(metrics_key)
+        if saved.get("checkpoint") == checkpoint and saved.get("gold") == gold and "recognition" in saved:
+            log.info("evaluation of %s already at %s", checkpoint, store.uri(metrics_key))
+            recognition = saved["recognition"]
+            html = render_recognition_report(recognition, checkpoint, history=history)
+            return StageEvaluation(None, store.uri(metrics_key), html, {}, {}, recognition=recognition)
+    model, resolution = load_alignment_model(checkpoint, store)
+    recognition = recognition_metrics(model, list(image_records(gold, store, max_images)), resolution)
+    del model
+    html = render_recognition_report(recognition, checkpoint, history=history)
+    store.put_bytes(f"{out_prefix}/report.html", html.encode(), "text/html")
+    store.put_json(metrics_key, {"checkpoint": checkpoint, "gold": gold, "recognition": recognition})  # last
+    return StageEvaluation(None, store.uri(metrics_key), html, {}, {}, recognition=recognition)
 
 
 def video_records(dataset: str, store: ObjectStore) -> list[MediaRecord]:

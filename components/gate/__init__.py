@@ -1,1 +1,2 @@
-"""Stage gates: thresholds on cgF1 / IL_MCC / pmF1 and no regression against production."""
+"""Stage gates: thresholds on cgF1 / IL_MCC / pmF1 (the pretrain stage: on recognition AUC) and no
+regression against production."""

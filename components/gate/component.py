@@ -20,7 +20,8 @@ def gate_stage(
     model: str,
     decision: dsl.Output[dsl.Markdown],
 ) -> bool:
-    """Thresholds on cgF1 / IL_MCC / pmF1 and no regression against production; True to go on."""
+    """Thresholds on cgF1 / IL_MCC / pmF1 (pretrain: recognition AUC) and no regression against production;
+    True to go on."""
     from pathlib import Path
 
     from components.gate.policy import Gate

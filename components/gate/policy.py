@@ -3,6 +3,16 @@
 Pure functions over numbers, so both outcomes of every rule are easy to test;
 the component around it reads the metrics and the production model card and
 records the decision.
+
+The pretrain stage (stage 0, vision-text alignment) makes no detections: its
+evaluation is a recognition AUC alone. Which rules apply is decided by the
+stage, not by the metrics an evaluation happens to hold, so a detector
+evaluation that lost its cgF1 still fails. On the pretrain stage the detection
+rules (the cgF1 / IL_MCC / pmF1 floors, the video floors and ceiling, the
+regressions) are left out at their open defaults, a gate that sets one fails
+(the stage cannot meet it; the pipeline config refuses such a gate first), and
+``recognition_AUC`` must be there, above its floor when one is set. On the
+other stages everything applies as before.
 """
 
 from __future__ import annotations
@@ -12,15 +22,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.evaluate.result import headline
+from components.errors import DataError
+from components.evaluate.result import headline, recognition_headline
 from components.storage import ObjectStore
 from components.telemetry import push_gate_decision
+from components.train.config import ALIGN_STAGE
 
 log = logging.getLogger(__name__)
 
 
 class Gate(BaseModel):
-    """Thresholds a stage must meet (cgF1 and pmF1 on 0-100, IL_MCC on -1..1, as the evaluator reports)."""
+    """Thresholds a stage must meet (cgF1 and pmF1 on 0-100, IL_MCC on -1..1, recognition_AUC on 0..1, as
+    the evaluator reports)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -57,6 +70,18 @@ class Gate(BaseModel):
     max_stage_regression: float = Field(
         default=1.0, ge=0, description="image cgF1 points this stage may lose against baseline_stage"
     )
+    recognition_AUC: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="the pretrain stage: recognition AUC on the gold pairs (0.5 = chance), the only rule "
+        "that applies to it; the other stages are not scored for it",
+    )
+
+    def detection_rules(self) -> list[str]:
+        """The rules on detections this gate asks for: floors above their open defaults, and the optional
+        rules it sets (a stage without detections cannot meet any of them)."""
+        return [n for n in DETECTION_RULES if getattr(self, n) != Gate.model_fields[n].default]
 
 
 class GateDecision(BaseModel):
@@ -71,6 +96,14 @@ class GateDecision(BaseModel):
 
 THRESHOLDED = ("cgF1", "IL_MCC", "pmF1")
 VIDEO_THRESHOLDED = ("video_cgF1", "tracking_cgF1", "masklet_IoU")
+DETECTION_RULES = (
+    *THRESHOLDED,
+    *VIDEO_THRESHOLDED,
+    "max_cross_object_IoU",
+    "max_regression",
+    "baseline_stage",
+)
+"""Every rule on detections (max_stage_regression only qualifies baseline_stage)."""
 
 
 def decide(
@@ -84,26 +117,20 @@ def decide(
     """Check every rule (not just the first failing one) and say why, in both outcomes.
 
     ``baseline``: the metrics of ``gate.baseline_stage`` of the same run (when the gate names one).
+    The pretrain stage is checked by ``_decide_alignment`` (module docstring).
     """
-    reasons: list[str] = []
-    passed = True
+    if stage == ALIGN_STAGE:
+        return _decide_alignment(stage, gate, metrics, production_version)
     # (metric, bound, whether the bound is a ceiling): the floors, then the video ceiling
     bounds = [
         *((n, getattr(gate, n), False) for n in THRESHOLDED),
         *((n, getattr(gate, n), False) for n in VIDEO_THRESHOLDED if getattr(gate, n) is not None),
     ]
+    if gate.recognition_AUC is not None:  # the pipeline config refuses it here; unscored, it fails as missing
+        bounds.append(("recognition_AUC", gate.recognition_AUC, False))
     if gate.max_cross_object_IoU is not None:
         bounds.append(("cross_object_IoU", gate.max_cross_object_IoU, True))
-    for name, bound, ceiling in bounds:
-        value = metrics.get(name)
-        if value is None:
-            passed = False
-            reasons.append(f"{name} missing from the evaluation")
-            continue
-        ok = value <= bound if ceiling else value >= bound
-        passed &= ok
-        relation = ("<=" if ok else ">") if ceiling else (">=" if ok else "<")
-        reasons.append(f"{name} {value:.4g} {relation} {bound:.4g}")
+    passed, reasons = _bounded(bounds, metrics)
     if gate.max_regression is not None:
         if production is None or "cgF1" not in production:
             reasons.append("no production model to compare with")  # a first model passes
@@ -128,6 +155,45 @@ def decide(
     )
 
 
+def _decide_alignment(
+    stage: str, gate: Gate, metrics: dict[str, float], production_version: int | None
+) -> GateDecision:
+    """The pretrain stage: recognition AUC must be there (and meet its floor when set); a detection rule
+    set on this stage fails it, since its evaluation has no detections to meet it."""
+    passed, reasons = _bounded([("recognition_AUC", gate.recognition_AUC or 0.0, False)], metrics)
+    asked = gate.detection_rules()
+    if asked:
+        passed = False
+        reasons.append(f"{', '.join(asked)} set, but the {stage} stage makes no detections")
+    else:
+        reasons.append(
+            f"cgF1, IL_MCC, pmF1 and regressions not checked: the {stage} stage makes no detections"
+        )
+    return GateDecision(
+        stage=stage,
+        passed=passed,
+        reasons=reasons,
+        metrics={k: float(v) for k, v in metrics.items()},
+        production_version=production_version,
+    )
+
+
+def _bounded(bounds: list[tuple[str, float, bool]], metrics: dict[str, float]) -> tuple[bool, list[str]]:
+    """Each (metric, bound, whether the bound is a ceiling) checked; a missing metric fails."""
+    passed, reasons = True, []
+    for name, bound, ceiling in bounds:
+        value = metrics.get(name)
+        if value is None:
+            passed = False
+            reasons.append(f"{name} missing from the evaluation")
+            continue
+        ok = value <= bound if ceiling else value >= bound
+        passed &= ok
+        relation = ("<=" if ok else ">") if ceiling else (">=" if ok else "<")
+        reasons.append(f"{name} {value:.4g} {relation} {bound:.4g}")
+    return passed, reasons
+
+
 def _kept(metrics: dict[str, float], earlier: dict[str, float], delta: float, what: str) -> tuple[bool, str]:
     """Whether cgF1 lost at most ``delta`` points against ``earlier``'s, and the reason to record."""
     value = metrics.get("cgF1", float("-inf"))
@@ -136,7 +202,12 @@ def _kept(metrics: dict[str, float], earlier: dict[str, float], delta: float, wh
 
 
 def stage_metrics(doc: dict[str, Any]) -> dict[str, float]:
-    """The gated numbers of a stage's metrics.json: the image headline, plus the video one of video stages."""
+    """The gated numbers of a stage's metrics.json: the image headline, plus the video one of video stages;
+    of the pretrain stage (a ``recognition`` section, no ``result``), the recognition headline."""
+    if "result" not in doc:
+        if "recognition" in doc:
+            return recognition_headline(doc["recognition"])
+        raise DataError(f"a stage's metrics.json holds neither result nor recognition (keys: {sorted(doc)})")
     return headline(doc["result"]) | {
         k: float(v) for k, v in doc.get("video", {}).get("headline", {}).items()
     }

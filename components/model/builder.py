@@ -122,6 +122,23 @@ def build_model(
     return model
 
 
+def build_backbone(cfg: ModelConfig) -> nn.Module:
+    """The detector's backbone alone (vision trunk and neck, text encoder), as ``build_model`` builds it:
+    the same modules under the same keys, for the alignment stage (components.model.align)."""
+    ensure_compat()
+    from sam3.model.tokenizer_ve import SimpleTokenizer
+
+    return _backbone(cfg, SimpleTokenizer(bpe_path=str(bpe_vocab_path())))
+
+
+def _backbone(
+    cfg: ModelConfig, tokenizer: Callable[..., torch.Tensor], tracker_neck: bool = False
+) -> nn.Module:
+    from sam3.model.vl_combiner import SAM3VLBackbone
+
+    return SAM3VLBackbone(visual=_vision(cfg, tracker_neck), text=_text(cfg, tokenizer), scalp=1)
+
+
 def _attention(cfg: ModelConfig, *, dropout: float | None = None, batch_first: bool = False) -> nn.Module:
     from sam3.model.model_misc import MultiheadAttentionWrapper
 
@@ -136,10 +153,9 @@ def _attention(cfg: ModelConfig, *, dropout: float | None = None, batch_first: b
 def _build(cfg: ModelConfig, tokenizer: Callable[..., torch.Tensor], tracker_neck: bool = False) -> nn.Module:
     from sam3.model.model_misc import MLP, DotProductScoring, TransformerWrapper
     from sam3.model.sam3_image import Sam3Image
-    from sam3.model.vl_combiner import SAM3VLBackbone
     from sam3.train.matcher import BinaryHungarianMatcherV2
 
-    backbone = SAM3VLBackbone(visual=_vision(cfg, tracker_neck), text=_text(cfg, tokenizer), scalp=1)
+    backbone = _backbone(cfg, tokenizer, tracker_neck)
     transformer = TransformerWrapper(encoder=_encoder(cfg), decoder=_decoder(cfg), d_model=cfg.d_model)
     prompt_mlp = MLP(
         input_dim=cfg.d_model,

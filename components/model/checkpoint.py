@@ -28,6 +28,9 @@ RECOMPUTED = (".attn.freqs_cis",)
 """Buffers the model computes from its config (ViT RoPE tables): always the model's own, never loaded."""
 SHOWN = 5
 TRACKER_NECK = ".sam2_convs."
+BACKBONE = "backbone."
+ALIGN_HEAD = "align."
+"""Keys of stage 0's checkpoints (components.model.align): the detector's backbone, and the head it drops."""
 
 
 def normalize_state_dict(state_dict: Mapping[str, object], video: bool = False) -> dict[str, torch.Tensor]:
@@ -73,6 +76,42 @@ def load_weights(
     if not any(TRACKER_NECK in k for k in current):
         weights = {k: v for k, v in weights.items() if TRACKER_NECK not in k}
     expected = {k: v for k, v in current.items() if not k.endswith(RECOMPUTED)}
+    _check_fit(weights, expected, f"{source} does not fit this model")
+    model.load_state_dict(weights, strict=False)
+    log.info("loaded %d tensors from %s", len(weights), source)
+
+
+def is_alignment_checkpoint(state_dict: Mapping[str, object]) -> bool:
+    """Whether the weights are stage 0's: the detector's backbone beside an alignment head."""
+    return any(key.startswith(ALIGN_HEAD) for key in normalize_state_dict(state_dict, video=True))
+
+
+def load_backbone(model: nn.Module, state_dict: Mapping[str, object], source: str) -> None:
+    """Stage 0's backbone (``backbone.*``) into an image model: every backbone key of the model must be
+    there with its shape; the rest of the model keeps its fresh weights, and the log says how much that is.
+    """
+    weights = {
+        k: v
+        for k, v in normalize_state_dict(state_dict, video=True).items()
+        if k.startswith(BACKBONE) and not k.endswith(RECOMPUTED)
+    }
+    current = {k: v for k, v in model.state_dict().items() if not k.endswith(RECOMPUTED)}
+    wanted = {k: v for k, v in current.items() if k.startswith(BACKBONE) and TRACKER_NECK not in k}
+    _check_fit(weights, wanted, f"{source} does not fit this model's backbone")
+    model.load_state_dict(weights, strict=False)
+    fresh = len(current) - len(wanted)
+    log.info(
+        "%s: the backbone (%d tensors, %.2fM values) from stage 0; %d tensors start fresh "
+        "(encoder, decoder, heads, geometry encoder)",
+        source,
+        len(wanted),
+        sum(v.numel() for v in wanted.values()) / 1e6,
+        fresh,
+    )
+
+
+def _check_fit(weights: Mapping[str, object], expected: Mapping[str, torch.Tensor], what: str) -> None:
+    """DataError(``what``: ...) unless ``weights`` has exactly the ``expected`` keys, with their shapes."""
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
     problems = []
@@ -80,17 +119,15 @@ def load_weights(
         problems.append(f"{len(missing)} missing keys ({_first(missing)})")
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected keys ({_first(unexpected)})")
-    mismatched = [
-        f"{k}: checkpoint {_describe(weights[k])} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(expected) & set(weights))
-        if not (isinstance(weights[k], torch.Tensor) and weights[k].shape == expected[k].shape)
-    ]
+    mismatched = []
+    for key in sorted(set(expected) & set(weights)):
+        value = weights[key]
+        if not (isinstance(value, torch.Tensor) and value.shape == expected[key].shape):
+            mismatched.append(f"{key}: checkpoint {_describe(value)} vs model {tuple(expected[key].shape)}")
     if mismatched:
         problems.append(f"{len(mismatched)} shape mismatches ({_first(mismatched)})")
     if problems:
-        raise DataError(f"{source} does not fit this model: " + "; ".join(problems))
-    model.load_state_dict(weights, strict=False)
-    log.info("loaded %d tensors from %s", len(weights), source)
+        raise DataError(f"{what}: " + "; ".join(problems))
 
 
 def _describe(value: object) -> str:

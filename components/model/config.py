@@ -152,7 +152,11 @@ class ModelConfig(_Config):
 
 
 PRESETS: dict[str, ModelConfig] = {
-    # trains on 2 CPU cores (no dropout, no optional recompute); most parameters: the 49,408-token embedding
+    # trains on 2 CPU cores (no dropout, no optional recompute); most parameters: the 49,408-token embedding.
+    # CPU-size choices, by measurement (docs/results.md): 7-px patches (a synthetic object is then two to five
+    # tokens wide, so shapes are learnable from scratch; 14-px patches left one-word phrases at chance), and
+    # an 8-token text context (the longest synthetic phrase is 6 tokens; 32 made the text encoder most of the
+    # step time)
     "tiny": ModelConfig(
         resolution=224,
         d_model=64,
@@ -165,9 +169,16 @@ PRESETS: dict[str, ModelConfig] = {
         dropout=0.0,
         activation_checkpointing=False,
         vision=VisionConfig(
-            width=128, depth=2, heads=2, window_size=8, global_blocks=(1,), pretrain_size=112, drop_path=0.0
+            width=128,
+            depth=2,
+            heads=2,
+            patch_size=7,
+            window_size=8,
+            global_blocks=(1,),
+            pretrain_size=56,
+            drop_path=0.0,
         ),
-        text=TextConfig(width=128, depth=2, heads=2),
+        text=TextConfig(width=128, depth=2, heads=2, context_length=8),
         tracker=TrackerConfig(
             memory_layers=1,
             memory_dim=16,
@@ -212,6 +223,6 @@ PRESETS: dict[str, ModelConfig] = {
     ),
 }
 
-# ``tiny`` at 112 px (8x8 patches): the same weights, about 3x cheaper CPU steps. In a 5-minute CPU budget
-# from scratch, three times the steps beat the finer grid (the synthetic shapes are 16-62 px at 224).
+# ``tiny`` at 112 px (16x16 patches of 7 px): the same weights, about 4x cheaper CPU steps than at
+# 224 px; every stage of the embedded default trains it.
 PRESETS["tiny112"] = PRESETS["tiny"].model_copy(update={"resolution": 112})

@@ -17,10 +17,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from components.model.align import AlignBatch, alignment_loss
 from components.model.batch import ModelBatch
 from components.model.clips import ClipBatch
 from components.model.compat import ensure_compat
-from components.train.config import LossWeights
+from components.train.config import AlignLossWeights, LossWeights
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class Criteria:
 
     image: nn.Module
     tracker: nn.Module | None = None
+    align: AlignLossWeights | None = None
 
 
 class WithLoss(nn.Module):
@@ -100,14 +102,14 @@ class WithLoss(nn.Module):
         self.model = model
         self.criteria = criteria
 
-    def forward(self, batch: ModelBatch | ClipBatch) -> tuple[torch.Tensor, dict[str, Any]]:
+    def forward(self, batch: ModelBatch | ClipBatch | AlignBatch) -> tuple[torch.Tensor, dict[str, Any]]:
         losses = _losses(self.model, batch, self.criteria)
         total = losses.pop("total")
         return total, {k: torch.as_tensor(v).detach() for k, v in losses.items()}
 
 
 def forward_and_loss(
-    model: nn.Module, batch: ModelBatch | ClipBatch, criterion: nn.Module | Criteria
+    model: nn.Module, batch: ModelBatch | ClipBatch | AlignBatch, criterion: nn.Module | Criteria
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Run the model on ``batch`` (already on the model's device) and return (total loss, every term).
 
@@ -131,8 +133,16 @@ def forward_and_loss(
     return total, dict(zip(names, values.tolist(), strict=True))  # one device sync for all terms
 
 
-def _losses(model: nn.Module, batch: ModelBatch | ClipBatch, criteria: Criteria) -> dict[str, Any]:
+def _losses(
+    model: nn.Module, batch: ModelBatch | ClipBatch | AlignBatch, criteria: Criteria
+) -> dict[str, Any]:
     """Every loss term of one batch, ``"total"`` (with its graph) among them."""
+    if isinstance(batch, AlignBatch):
+        weights = criteria.align or AlignLossWeights()
+        aligner: Any = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        logits, local = aligner.score(batch.images, batch.phrases)
+        total, terms = alignment_loss(logits, local, batch, weights.pair, weights.local)
+        return {"total": total, **terms}
     if isinstance(batch, ClipBatch):
         if criteria.tracker is None:
             raise ValueError("a clip batch needs the tracker's criterion")

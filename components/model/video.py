@@ -401,10 +401,14 @@ def load_video_weights(model: Sam3VideoModel, state_dict: Mapping[str, object], 
 
 
 def load_model_weights(model: nn.Module, state_dict: Mapping[str, object], source: str) -> None:
-    """Weights into the image model (``load_weights``) or the video model (``load_video_weights``)."""
-    from components.model.checkpoint import load_weights
+    """Weights into the image model (``load_weights``; from a stage-0 checkpoint only the backbone,
+    ``load_backbone``), the video model (``load_video_weights``) or the stage-0 model itself."""
+    from components.model.align import AlignmentModel
+    from components.model.checkpoint import is_alignment_checkpoint, load_backbone, load_weights
 
     if isinstance(model, Sam3VideoModel):
         load_video_weights(model, state_dict, source)
+    elif is_alignment_checkpoint(state_dict) and not isinstance(model, AlignmentModel):
+        load_backbone(model, state_dict, source)
     else:
         load_weights(model, state_dict, source)

@@ -29,6 +29,7 @@ from components.schemas import (
     ShardInfo,
     SourceStats,
     manifest_key,
+    ontology_key,
     stats_by_source,
 )
 from components.storage import ObjectStore, sha256_bytes
@@ -81,7 +82,10 @@ def mine_negatives(
     ).hexdigest()[:16]
     uri = store.uri(f"datasets/{name}/{digest}")
     mkey = manifest_key(name, digest)
+    okey = ontology_key(name, digest)
     if store.exists(mkey):
+        if not store.exists(okey):  # a version mined before versions carried their ontology
+            store.put_bytes(okey, ontology_bytes)
         log.info("dataset %s already exists: nothing to do", uri)
         return uri, DatasetManifest.model_validate(store.get_json(mkey)), False
     miner = NegativeMiner(ontology)
@@ -116,6 +120,7 @@ def mine_negatives(
             )
         )
         metrics.count_records(shard.source, stats.media, stats.queries)
+    store.put_bytes(okey, ontology_bytes)  # beside the shards, before the manifest commits the version
     manifest = DatasetManifest(
         name=name,
         version=digest,

@@ -33,6 +33,7 @@ class StageSummary(BaseModel):
     diagnostics: dict[str, float] = {}
     references: dict[str, dict[str, float]] = {}
     video_references: dict[str, dict[str, float]] = {}
+    recognition_by_length: dict[str, float] = {}  # the pretrain stage: words in the phrase -> AUC
     gate: Literal["passed", "failed", "not run"] = "not run"
     reasons: list[str] = []
 
@@ -55,6 +56,7 @@ class Outcome(BaseModel):
         parts = []
         for s in self.stages:
             keys = (
+                "recognition_AUC",
                 "cgF1",
                 "IL_MCC",
                 "pmF1",
@@ -121,6 +123,7 @@ def _stage(store: ObjectStore, run_id: str, execution: str, stage: str) -> Stage
         summary.metrics, summary.diagnostics = stage_metrics(doc), doc.get("diagnostics", {})
         summary.references = doc.get("references", {})
         summary.video_references = doc.get("video", {}).get("references", {})
+        summary.recognition_by_length = doc.get("recognition", {}).get("by_length", {})
     gated = gate_key(run_id, execution, stage)
     if store.exists(gated):
         decision = GateDecision.model_validate(store.get_json(gated))

@@ -16,12 +16,16 @@ def train_stage(
     train_config: str,
     dataset: str,
     init: str,
+    eval_dataset: str,
     resources: str,
     cluster: str,
     scheduler: str,
     max_restarts: int,
 ) -> NamedTuple("Trained", [("checkpoint", str), ("steps", int)]):  # type: ignore[valid-type]
-    """Train to the step count (resuming from the stage's last checkpoint), streaming the job's log."""
+    """Train to the step count (resuming from the stage's last checkpoint), streaming the job's log.
+
+    ``init``: the previous stage's checkpoint ("" for the first stage); ``eval_dataset``: the gold dataset
+    the pretrain stage scores at each checkpoint ("" for the other stages)."""
     import json
     import sys
 
@@ -32,7 +36,14 @@ def train_stage(
     from components.train.placement import Cluster, Resources
 
     step_logging()
-    cfg = TrainConfig.model_validate({**json.loads(train_config), "dataset": dataset, "init": init or None})
+    cfg = TrainConfig.model_validate(
+        {
+            **json.loads(train_config),
+            "dataset": dataset,
+            "init": init or None,
+            "eval_dataset": eval_dataset or None,
+        }
+    )
     result = run_stage(
         cfg,
         Resources.model_validate_json(resources),

@@ -10,9 +10,11 @@ from components.model.config import PresetName as Size
 from components.schemas import stage_prefix
 
 PromptKind = Literal["mask", "box", "point"]
-Stage = Literal["detector", "presence", "tracker", "joint"]
+Stage = Literal["pretrain", "detector", "presence", "tracker", "joint"]
 VIDEO_STAGES = ("tracker", "joint")
 """Stages that train the video model (detector + tracker); the others train the image model."""
+ALIGN_STAGE = "pretrain"
+"""Stage 0 trains the detector's backbone alone, for vision-text alignment (components.model.align)."""
 
 
 class LossWeights(BaseModel):
@@ -37,6 +39,19 @@ class TrackerLossWeights(BaseModel):
     mask_dice: float = 1.0
     iou: float = 1.0
     object_score: float = 1.0
+
+
+class AlignLossWeights(BaseModel):
+    """Stage 0 (components.model.align.alignment_loss): the per-pair term and the per-location term."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pair: float = Field(default=1.0, ge=0)
+    local: float = Field(
+        default=1.0,
+        ge=0,
+        description="per location, for the pairs whose instances the data lists exhaustively (0: off)",
+    )
 
 
 def _default_prompts() -> dict[PromptKind, float]:
@@ -79,6 +94,11 @@ class OptimConfig(BaseModel):
         gt=0,
         description="tracker stage: the detector's LR (shared encoder included); unset = detector frozen",
     )
+    frozen: tuple[Literal["vision", "text"], ...] = Field(
+        default=(),
+        description="encoders that do not train in this stage (no gradient, so no backward through them): "
+        "the detector stage keeps the alignment stage 0 taught its backbone",
+    )
     weight_decay: float = Field(default=0.1, ge=0)
     warmup_steps: int = Field(default=20, ge=0)
     schedule: Literal["inverse_sqrt", "cosine"] = Field(
@@ -102,6 +122,11 @@ class TrainConfig(BaseModel):
     steps: int = Field(default=100, ge=1)
     batch_size: int = Field(default=4, ge=1, description="images (video stages: clips) per rank per step")
     init: str | None = Field(default=None, description="checkpoint URI or local path to start from")
+    eval_dataset: str | None = Field(
+        default=None,
+        description="pretrain: the gold dataset, scored for recognition AUC at every checkpoint (the "
+        "curve in the stage's history and report)",
+    )
     sources: dict[str, float] = Field(default_factory=lambda: {"hq": 1.0, "syn": 1.0, "ext": 1.0})
     exemplar_prob: float = Field(default=0.0, ge=0, le=1, description="chance a query gets a box exemplar")
     max_queries_per_image: int = Field(default=8, ge=1)
@@ -111,6 +136,7 @@ class TrainConfig(BaseModel):
     loss: LossWeights = Field(default_factory=LossWeights)
     clips: ClipSampling = Field(default_factory=ClipSampling, description="video stages: clips and prompts")
     tracker_loss: TrackerLossWeights = Field(default_factory=TrackerLossWeights)
+    align_loss: AlignLossWeights = Field(default_factory=AlignLossWeights)
     video_fraction: float = Field(
         default=0.5,
         ge=0,
@@ -146,6 +172,10 @@ class TrainConfig(BaseModel):
     @property
     def video(self) -> bool:
         return self.stage in VIDEO_STAGES
+
+    @property
+    def align(self) -> bool:
+        return self.stage == ALIGN_STAGE
 
     @property
     def prefix(self) -> str:

@@ -57,8 +57,10 @@ class BatchStream(IterableDataset):
 
     def __iter__(self) -> Iterator[Any]:
         from components.embedded_store import default_store
+        from components.model.align import records_to_align_batch
         from components.model.batch import records_to_batch
         from components.model.clips import records_to_clips
+        from components.model.config import ModelConfig
 
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
@@ -75,6 +77,21 @@ class BatchStream(IterableDataset):
             videos = dataset.mixed(video_source(cfg, dataset.sources), seed=seed, **shard)
         rng = random.Random(f"{seed}:{self.rank}:{worker}")
         kinds = random.Random(f"{seed}:kinds")  # the same image/video sequence on every rank
+        if cfg.align:
+            assert images is not None
+            ontology = dataset.ontology()
+            if ontology is None:
+                log.warning(
+                    "%s carries no ontology: stage 0 learns from the queried pairs alone (no ancestors or "
+                    "descendants)",
+                    cfg.dataset,
+                )
+            grid = self.resolution // ModelConfig.preset(cfg.size).vision.patch_size
+            while True:
+                records = [next(images) for _ in range(cfg.batch_size)]
+                yield records_to_align_batch(
+                    records, resolution=self.resolution, grid=grid, ontology=ontology
+                )
         while True:
             video = cfg.stage == "tracker" or (cfg.stage == "joint" and kinds.random() < cfg.video_fraction)
             if video:

@@ -22,16 +22,23 @@ def trainable(model: nn.Module, stage: Stage, cfg: OptimConfig | None = None) ->
     """Freeze what a stage does not train.
 
     presence: only the presence token and head. tracker: the tracker and its neck, and
-    the detector only when ``cfg.detector_lr`` is set. detector, joint: everything.
+    the detector only when ``cfg.detector_lr`` is set. pretrain, detector, joint: everything but the
+    encoders named in ``cfg.frozen``.
     """
     detector_too = cfg is not None and cfg.detector_lr is not None
+    frozen = tuple(
+        prefix
+        for group, prefixes in (("vision", VISION_PREFIXES), ("text", TEXT_PREFIXES))
+        if cfg is not None and group in cfg.frozen
+        for prefix in prefixes
+    )
     for name, p in model.named_parameters():
         if stage == "presence":
             p.requires_grad_("presence" in name)
         elif stage == "tracker":
             p.requires_grad_(_tracker_part(name) or detector_too)
         else:
-            p.requires_grad_(True)
+            p.requires_grad_(not (frozen and name.startswith(frozen) and TRACKER_NECK not in name))
 
 
 def _tracker_part(name: str) -> bool:

@@ -27,6 +27,7 @@ from components.storage import ObjectStore
 from components.train.checkpoint import CheckpointStore, LatestPointer, read_weights
 from components.train.config import TrainConfig
 from components.train.data import batch_loader
+from components.train.history import TrainingHistory
 from components.train.metrics import TrainingMetrics
 
 if TYPE_CHECKING:
@@ -100,6 +101,8 @@ class Trainer:
         self.cfg = cfg
         self.store = store
         self.ckpt = CheckpointStore(store, cfg.prefix, keep=cfg.keep_checkpoints)
+        self.history = TrainingHistory(cfg.stage)
+        self._gold: list[Any] | None = None
 
     # -- the recipe ---------------------------------------------------------------
     def train(self) -> LatestPointer:
@@ -114,18 +117,21 @@ class Trainer:
         trainable(model, cfg.stage, cfg.optim)
         optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.stage, cfg.steps)
         start = self.restore_or_init(model, optimizer, scheduler)
-        criterion = Criteria(build_criterion(cfg.loss), self.tracker_criterion())
+        self.history = TrainingHistory.resume(self.store, cfg.run_id, cfg.stage, start)
+        criterion = Criteria(build_criterion(cfg.loss), self.tracker_criterion(), cfg.align_loss)
         # video stages: DDP goes around model + loss (components.model.loss.WithLoss), so that it finds the
         # parameters each step uses from the loss itself (clip steps skip the text encoder, image steps the
         # tracker); image stages: some heads (semantic seg, an unused FPN level) never reach the loss, the
         # same set every step, which a static graph learns in its first iteration
-        ddp: nn.Module = WithLoss(model, criterion) if cfg.video else model
+        # stage 0 likewise: its model has the backbone's neck levels and pooled text output it does not use
+        dynamic = cfg.video or cfg.align
+        ddp: nn.Module = WithLoss(model, criterion) if dynamic else model
         if world.world_size > 1:
             ddp = nn.parallel.DistributedDataParallel(
                 ddp,
                 device_ids=[world.local_rank] if world.device.type == "cuda" else None,
-                static_graph=not cfg.video,
-                find_unused_parameters=cfg.video,
+                static_graph=not dynamic,
+                find_unused_parameters=dynamic,
             )
         metrics = TrainingMetrics(
             cfg.run_id, cfg.stage, world.rank, world.local_rank if world.device.type == "cuda" else None
@@ -152,11 +158,14 @@ class Trainer:
                 elapsed = time.perf_counter() - t0
                 lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
                 metrics.observe_step(step + 1, samples, elapsed, wait, losses, lrs)
+                self.history.add_step(step + 1, losses, lrs, elapsed)
                 if world.rank == 0 and (step % cfg.log_every == 0 or step + 1 == cfg.steps):
                     log_step(step + 1, cfg.steps, losses, elapsed, wait)
                 if not all(np.isfinite(v) for v in losses.values()):
                     raise FloatingPointError(f"non-finite loss at step {step + 1}: {losses}")
                 if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+                    if world.rank == 0:
+                        self.evaluate_in_training(model, step + 1, resolution)
                     self.checkpoint(world, step + 1, model, optimizer, scheduler)
                     metrics.observe_checkpoint()
         finally:
@@ -168,11 +177,36 @@ class Trainer:
 
     # -- helpers ----------------------------------------------------------------------
     def build_model(self) -> nn.Module:
-        """The image model, or for the video stages the video model (detector + tracker)."""
+        """The image model; for the video stages the video model (detector + tracker); for stage 0 the
+        detector's backbone with an alignment head (components.model.align)."""
+        from components.model.align import build_alignment_model
         from components.model.builder import build_model
         from components.model.video import build_video_model
 
+        if self.cfg.align:
+            return build_alignment_model(self.cfg.size)
         return build_video_model(self.cfg.size) if self.cfg.video else build_model(self.cfg.size)
+
+    def evaluate_in_training(self, model: nn.Module, step: int, resolution: int) -> None:
+        """Stage 0 with ``eval_dataset``: gold recognition AUC now, into the history (the learning curve)."""
+        if not (self.cfg.align and self.cfg.eval_dataset):
+            return
+        from components.evaluate.recognition import recognition_metrics
+
+        if self._gold is None:
+            from components.evaluate.stage import image_records
+
+            self._gold = list(image_records(self.cfg.eval_dataset, self.store))
+        t0 = time.perf_counter()
+        found = recognition_metrics(model, self._gold, resolution)
+        self.history.add_evaluation(step, {k: found[k] for k in ("recognition_AUC", "by_length")})
+        log.info(
+            "step %d: gold recognition AUC %.3f (by words: %s), %.1fs",
+            step,
+            found["recognition_AUC"],
+            " ".join(f"{n}:{v:.3f}" for n, v in found["by_length"].items()),
+            time.perf_counter() - t0,
+        )
 
     def tracker_criterion(self) -> nn.Module | None:
         from components.model.clips import TrackerCriterion
@@ -261,6 +295,7 @@ class Trainer:
                 "scheduler": scheduler.state_dict(),
                 "rng": self.get_rng(),
             }
+            self.history.save(self.store, self.cfg.run_id)  # before the pointer: never behind a checkpoint
             self.ckpt.save(step, model.state_dict(), state, config=self.cfg.model_dump(mode="json"))
         world.barrier()
 
@@ -305,11 +340,13 @@ def log_step(step: int, steps: int, losses: dict[str, float], elapsed: float, wa
 
 def main_terms(losses: dict[str, float]) -> dict[str, float]:
     """The total and the weighted terms (image: the final layer's six, named as in the config; video: the
-    tracker's four), for logs and metrics."""
+    tracker's four; stage 0: the alignment terms), for logs and metrics."""
+    from components.model.align import ALIGN_TERMS
     from components.model.clips import TRACK_TERMS
     from components.model.loss import MAIN_TERMS
 
     out = {"total": losses["total"]}
+    out.update({key: losses[key] for key in ALIGN_TERMS if key in losses})
     out.update({name: losses[key] for name, key in MAIN_TERMS.items() if key in losses})
     out.update({key: losses[key] for key in TRACK_TERMS if key in losses})
     return out

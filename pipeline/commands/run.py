@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 def run(
     config: Path = typer.Option(DEFAULT_CONFIG, "--config", help="Pipeline config (YAML)."),
 ) -> None:
-    """Ingest, hard negatives, detector and presence stages, gates, promotion: end to end, locally."""
+    """Ingest, hard negatives, the training stages, gates, promotion: end to end, locally."""
     from components.embedded_store import EmbeddedStore, sam3_home
     from components.errors import ConfigError
     from components.storage import ObjectStore
@@ -54,18 +54,21 @@ def run(
 def print_summary(outcome: Outcome) -> None:
     from rich.table import Table
 
+    from components.train.config import ALIGN_STAGE
+
     table = Table(title=f"sam3-pipeline run {outcome.run_id}")
-    for column in ("stage", "steps", "time s", "cgF1", "IL_MCC", "pmF1", "gate"):
+    # (column, metric, format); the pretrain stage makes no detections: its row shows a recognition AUC
+    shown = [("cgF1", "cgF1", ".2f"), ("IL_MCC", "IL_MCC", ".3f"), ("pmF1", "pmF1", ".2f")]
+    if any(s.stage == ALIGN_STAGE for s in outcome.stages):
+        shown.insert(0, ("recognition AUC", "recognition_AUC", ".3f"))
+    for column in ("stage", "steps", "time s", *(c for c, _, _ in shown), "gate"):
         table.add_column(column, justify="left" if column in ("stage", "gate") else "right")
     for s in outcome.stages:
-        m = s.metrics
         table.add_row(
             s.stage,
             "-" if s.steps is None else str(s.steps),
             "-" if s.seconds is None else f"{s.seconds:.0f}",
-            f"{m['cgF1']:.2f}" if m else "-",
-            f"{m['IL_MCC']:.3f}" if m else "-",
-            f"{m['pmF1']:.2f}" if m else "-",
+            *(format(s.metrics[k], f) if k in s.metrics else "-" for _, k, f in shown),
             s.gate,
         )
     stderr.print(table)
@@ -97,6 +100,15 @@ def print_summary(outcome: Outcome) -> None:
     for s in outcome.stages:
         if s.reasons:
             stderr.print(f"{s.stage} gate {s.gate}: " + "; ".join(s.reasons))
+        if s.recognition_by_length:  # stage 0: which phrase lengths it learnt to recognise
+            stderr.print(
+                f"{s.stage} recognition AUC by phrase length (0.5 = chance): "
+                + ", ".join(
+                    f"{n} word{'' if n == '1' else 's'} {auc:.3f}"
+                    for n, auc in s.recognition_by_length.items()
+                ),
+                soft_wrap=True,
+            )
         d = s.diagnostics
         if d:  # what a cgF1 of 0 hides: recognition and localisation without the 0.5 score threshold
             stderr.print(

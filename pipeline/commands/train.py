@@ -8,8 +8,13 @@ from components.images import TRAINER_IMAGE
 
 
 def train(
-    stage: str = typer.Option(..., "--stage", help="detector | presence | tracker | joint"),
+    stage: str = typer.Option(..., "--stage", help="pretrain | detector | presence | tracker | joint"),
     dataset: str = typer.Option(..., "--dataset", help="Dataset URI (s3://.../datasets/NAME/VERSION)."),
+    eval_dataset: str | None = typer.Option(
+        None,
+        "--eval-dataset",
+        help="pretrain: gold dataset URI scored for recognition AUC at each checkpoint.",
+    ),
     run_id: str = typer.Option(..., "--run", help="Run id: checkpoints go to runs/RUN/STAGE/."),
     size: str = typer.Option("tiny", "--size", help="tiny | tiny112 | small | full"),
     steps: int = typer.Option(100, "--steps", min=1),
@@ -47,6 +52,7 @@ def train(
             {
                 "stage": stage,
                 "dataset": dataset,
+                "eval_dataset": eval_dataset,
                 "run_id": run_id,
                 "size": size,
                 "steps": steps,

@@ -10,14 +10,14 @@ from components.model.builder import build_model
 from components.schemas import MediaRecord
 from tests.model.records import synthetic_record
 
-TINY_RESOLUTION = 224
+TINY_RESOLUTION = 112
 
 
 @pytest.fixture(scope="session")
 def tiny_model() -> nn.Module:
     """A freshly initialised tiny model (seed 0). Tests must not train it: build your own for that."""
     torch.manual_seed(0)
-    return build_model("tiny")
+    return build_model("tiny112")
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ def _batch(records: list[MediaRecord], queries: int = 4, exemplar_prob: float = 
 
 def test_loss_and_terms(records: list[MediaRecord]) -> None:
     torch.manual_seed(0)
-    model = build_model("tiny").train()
+    model = build_model("tiny112").train()
     total, terms = forward_and_loss(model, _batch(records, exemplar_prob=0.5), build_criterion(LossWeights()))
     assert total.ndim == 0 and total.requires_grad and math.isfinite(total.item())
     assert terms["total"] == pytest.approx(total.item())
@@ -46,12 +46,18 @@ def test_weights_scale_their_terms(records: list[MediaRecord]) -> None:
     totals = []
     for weights in (LossWeights(), LossWeights(mask_dice=0.0, mask_focal=0.0)):
         torch.manual_seed(0)
-        model = build_model("tiny").train()
+        model = build_model("tiny112").train()
         total, terms = forward_and_loss(model, batch, build_criterion(weights))
         totals.append((total.item(), terms))
     (with_masks, terms), (without_masks, _) = totals
     scale = batch.num_queries**0.5  # the released recipe scales by sqrt(queries in the batch)
-    masks = LossWeights().mask_focal * terms["loss_mask"] + LossWeights().mask_dice * terms["loss_dice"]
+    # the final layer's mask terms, and the one-to-many queries' where any matched (reported already
+    # multiplied by the o2m weight)
+    masks = sum(
+        LossWeights().mask_focal * terms.get(f"loss_mask{suffix}", 0.0)
+        + LossWeights().mask_dice * terms.get(f"loss_dice{suffix}", 0.0)
+        for suffix in ("", "_o2m")
+    )
     assert with_masks - without_masks == pytest.approx(scale * masks, rel=1e-4)
 
 
@@ -60,7 +66,7 @@ def test_a_batch_of_negatives_only(records: list[MediaRecord]) -> None:
     for record in records:
         record.queries = [q for q in record.queries if not q.positive]
     torch.manual_seed(0)
-    model = build_model("tiny").train()
+    model = build_model("tiny112").train()
     batch = _batch(records)
     assert batch.data.find_targets[0].num_boxes.sum() == 0
     total, terms = forward_and_loss(model, batch, build_criterion(LossWeights()))
@@ -71,7 +77,7 @@ def test_a_batch_of_negatives_only(records: list[MediaRecord]) -> None:
 @pytest.mark.slow
 def test_tiny_model_overfits_two_images(records: list[MediaRecord]) -> None:
     torch.manual_seed(0)
-    model = build_model("tiny").train()
+    model = build_model("tiny112").train()
     batch = _batch(records)
     criterion = build_criterion(LossWeights())
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)

@@ -52,7 +52,7 @@ def _memory_attention_weights(locality: float, monkeypatch: pytest.MonkeyPatch) 
     inputs, as its own forward computes them."""
     import torch.nn.functional as F
 
-    cfg = ModelConfig.preset("tiny")
+    cfg = ModelConfig.preset("tiny112")
     cfg = cfg.model_copy(update={"tracker": cfg.tracker.model_copy(update={"memory_locality": locality})})
     torch.manual_seed(0)
     attention = build_tracker(cfg).transformer.encoder.layers[0].cross_attn_image
@@ -75,7 +75,7 @@ def _memory_attention_weights(locality: float, monkeypatch: pytest.MonkeyPatch) 
 def test_memory_attention_starts_local(monkeypatch: pytest.MonkeyPatch) -> None:
     """With memory_locality, much of each pixel's attention falls within one cell of its own position, in
     every memory frame; default-initialised it is spread over all of them."""
-    side = ModelConfig.preset("tiny").feature_size
+    side = ModelConfig.preset("tiny112").feature_size
     ys, xs = np.divmod(np.arange(side * side), side)
     near = torch.from_numpy(
         (np.abs(ys[:, None] - ys[None]) <= 1) & (np.abs(xs[:, None] - xs[None]) <= 1)

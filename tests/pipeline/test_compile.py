@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -92,10 +93,69 @@ def test_gates_guard_the_next_stage_and_promotion(compiled: tuple[str, dict]) ->
         for t in _all_tasks(spec).values()
         if "condition" in t.get("triggerPolicy", {})
     ]
-    assert len(conditions) == 4 and all("gate-stage" in c and "== true" in c for c in conditions)  # 4 stages
+    assert len(conditions) == 5 and all("gate-stage" in c and "== true" in c for c in conditions)  # 5 stages
     assert (
         spec["root"]["dag"]["tasks"]["report-outcome"]["triggerPolicy"]["strategy"]
         == "ALL_UPSTREAM_TASKS_COMPLETED"
+    )
+
+
+def _train_tasks(spec: dict) -> dict[str, tuple[str, str, dict]]:  # type: ignore[type-arg]
+    """Display name -> (task name, the component whose DAG holds it, the task) of every train step, in the
+    order the DAG builds them (train-stage, train-stage-2, ...)."""
+    found = [
+        (name, holder, task)
+        for holder, component in spec["components"].items()
+        for name, task in component.get("dag", {}).get("tasks", {}).items()
+        if name.startswith("train-stage")
+    ]
+    found.sort(key=lambda t: int(t[0].removeprefix("train-stage").lstrip("-") or 1))
+    return {task["taskInfo"]["name"]: (name, holder, task) for name, holder, task in found}
+
+
+def _condition_of(spec: dict, holder: str) -> dict:  # type: ignore[type-arg]
+    """The dsl.If task whose component is ``holder``."""
+    (task,) = [t for t in _all_tasks(spec).values() if t.get("componentRef", {}).get("name") == holder]
+    return task  # type: ignore[no-any-return]
+
+
+def test_pretrain_trains_first_and_the_detector_starts_from_it(compiled: tuple[str, dict]) -> None:  # type: ignore[type-arg]
+    _, spec = compiled
+    trains = _train_tasks(spec)
+    assert list(trains) == [f"train {s}" for s in ("pretrain", "detector", "presence", "tracker", "joint")]
+    name, holder, pretrain = trains["train pretrain"]
+    assert holder == "comp-exit-handler-1"  # behind no gate: it trains as soon as the data is mined
+    params = pretrain["inputs"]["parameters"]
+    assert params["init"] == {"runtimeValue": {"constant": ""}}  # the first stage starts from scratch
+    assert params["eval_dataset"]["taskOutputParameter"] == {
+        "outputParameterKey": "gold",
+        "producerTask": "commit-datasets",
+    }
+    _, holder, detector = trains["train detector"]
+    channel = detector["inputs"]["parameters"]["init"]["componentInputParameter"]
+    guard = _condition_of(spec, holder)  # the pretrain gate's dsl.If hands the detector its checkpoint
+    assert guard["taskInfo"]["name"] == "pretrain-passed"
+    assert guard["inputs"]["parameters"][channel]["taskOutputParameter"] == {
+        "outputParameterKey": "checkpoint",
+        "producerTask": name,
+    }
+    assert detector["inputs"]["parameters"]["eval_dataset"] == {"runtimeValue": {"constant": ""}}
+    train_config = json.loads(params["train_config"]["runtimeValue"]["constant"])
+    assert train_config["stage"] == "pretrain" and "eval_dataset" not in train_config  # set at run time
+
+
+def test_a_config_without_pretrain_compiles_as_before(tmp_path: Path) -> None:
+    doc = yaml.safe_load((CONFIGS / "cluster.yaml").read_text())
+    del doc["pretrain"]
+    text = compile_pipeline(PipelineConfig.model_validate(doc), tmp_path / "p.yaml").read_text()
+    spec = next(yaml.safe_load_all(text))
+    trains = _train_tasks(spec)
+    assert list(trains) == [f"train {s}" for s in ("detector", "presence", "tracker", "joint")]
+    _, _, detector = trains["train detector"]
+    assert detector["inputs"]["parameters"]["init"] == {"runtimeValue": {"constant": ""}}
+    conditions = [t for t in _all_tasks(spec).values() if "condition" in t.get("triggerPolicy", {})]
+    assert sorted(t["taskInfo"]["name"] for t in conditions) == sorted(
+        f"{s}-passed" for s in ("detector", "presence", "tracker", "joint")
     )
 
 

@@ -43,6 +43,13 @@ def _write(tmp_path: Path, **changes: object) -> Path:
         ({"detector__resources": {"nproc": 4, "gpus": 2}}, "exceeds"),
         ({"data__negatives_per_image": 31}, "data.negatives_per_image"),
         ({"registry__alias": "staging"}, "registry.alias"),
+        ({"pretrain__colour": "blue"}, "pretrain.colour"),
+        ({"pretrain__train": {"eval_dataset": "s3://x/datasets/g/1"}}, "set by the pipeline"),
+        ({"pretrain__gate": {"recognition_AUC": 1.5}}, "pretrain.gate.recognition_AUC"),
+        ({"pretrain__gate": {"cgF1": 10.0, "recognition_AUC": 0.8}}, "pretrain.gate: cgF1 gate detections"),
+        ({"pretrain__gate": {"max_regression": 1.0}}, "pretrain.gate: max_regression"),
+        ({"detector__gate": {"recognition_AUC": 0.8}}, "detector.gate.recognition_AUC: only the pretrain"),
+        ({"pretrain__size": "small"}, "pretrain.size: small is not the detector's size (tiny112)"),
     ],
 )
 def test_bad_values_name_the_file_and_field(tmp_path: Path, change: dict[str, object], message: str) -> None:
@@ -79,11 +86,11 @@ def test_stage_train_config_merges_overrides() -> None:
     assert train.optim.lr == cfg.detector.train["optim"]["lr"] and train.init == "s3://x/ckpt"
     with pytest.raises(ConfigError, match="unknown stage"):
         cfg.stage("segmenter")
-    assert cfg.stages() == ["detector", "presence", "tracker", "joint"]
+    assert cfg.stages() == ["pretrain", "detector", "presence", "tracker", "joint"]
     image_only = PipelineConfig.model_validate(
         {**cfg.model_dump(mode="json"), "tracker": None, "joint": None}
     )
-    assert image_only.stages() == ["detector", "presence"]
+    assert image_only.stages() == ["pretrain", "detector", "presence"]
     with pytest.raises(ConfigError, match="unknown stage 'tracker'"):
         image_only.stage("tracker")
     # the run id covers what is trained, video stages included
@@ -104,3 +111,42 @@ def test_video_stages_need_their_order_and_videos() -> None:
     bad_fraction["joint"]["train"]["video_fraction"] = 1.0
     with pytest.raises(ConfigError, match=r"joint\.train.*video_fraction"):
         PipelineConfig.parse(yaml.safe_dump(bad_fraction))
+
+
+def test_pretrain_is_optional_and_first() -> None:
+    doc = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    with_pretrain = PipelineConfig.parse(yaml.safe_dump(doc))
+    assert with_pretrain.stages()[0] == "pretrain" and with_pretrain.pretrain is not None
+    assert with_pretrain.pretrain.gate.recognition_AUC == 0.8
+    without = PipelineConfig.parse(yaml.safe_dump({k: v for k, v in doc.items() if k != "pretrain"}))
+    assert without.pretrain is None and without.stages() == ["detector", "presence", "tracker", "joint"]
+    with pytest.raises(ConfigError, match="unknown stage 'pretrain'"):
+        without.stage("pretrain")
+    # a config without the stage keeps the run id it had before the stage existed; with it, it trains more
+    assert PipelineConfig.parse(yaml.safe_dump({**doc, "pretrain": None})).effective_run_id() == (
+        without.effective_run_id()
+    )
+    assert with_pretrain.effective_run_id() != without.effective_run_id()
+    regated = {**doc, "pretrain": {**doc["pretrain"], "gate": {"recognition_AUC": 0.95}}}
+    assert (
+        PipelineConfig.parse(yaml.safe_dump(regated)).effective_run_id() == with_pretrain.effective_run_id()
+    )
+    for shipped in (
+        CONFIGS / "cluster.yaml",
+        Path(__file__).parents[2] / "manifests/gitops/training-config.yaml",
+    ):
+        cfg = PipelineConfig.load(shipped)
+        assert (
+            cfg.stages()[:2] == ["pretrain", "detector"] and cfg.stage("pretrain").size == cfg.detector.size
+        )
+
+
+def test_train_config_sets_the_pretrain_stages_eval_dataset() -> None:
+    cfg = PipelineConfig.load(DEFAULT_CONFIG)
+    gold = "s3://sam3/datasets/shapes-gold/v1"
+    train = cfg.train_config("pretrain", "s3://sam3/datasets/shapes/v1", eval_dataset=gold)
+    assert train.align and train.eval_dataset == gold and train.init is None
+    assert train.steps == 400 and train.batch_size == 16 and train.optim.schedule == "cosine"
+    assert cfg.train_config("pretrain", "s3://sam3/datasets/shapes/v1", eval_dataset="").eval_dataset is None
+    detector = cfg.train_config("detector", "s3://sam3/datasets/shapes/v1", init="s3://sam3/runs/r/pretrain")
+    assert not detector.align and detector.eval_dataset is None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from components.gate.policy import Gate, decide, gate_stage
+import pytest
+
+from components.errors import DataError
+from components.gate.policy import Gate, decide, gate_stage, stage_metrics
 from components.storage import ObjectStore
 
 GOOD = {"cgF1": 55.0, "IL_MCC": 0.8, "pmF1": 68.75}
@@ -95,3 +98,75 @@ def test_gate_step_reads_video_metrics_and_the_baseline_stage(store: ObjectStore
     )
     assert not decision.passed  # 55 < 57 - 1
     assert "video_cgF1 30 >= 20" in decision.reasons and decision.metrics["masklet_IoU"] == 0.65
+
+
+# -- the pretrain stage: recognition AUC, no detections -------------------------------------------------
+RECOGNITION = {
+    "recognition_AUC": 0.93,
+    "by_length": {"1": 0.88, "2": 0.95},
+    "pairs": 40,
+    "positive_pairs": 12,
+}
+PRETRAIN_DOC = {
+    "checkpoint": "s3://b/runs/r/pretrain/checkpoints/step-1",
+    "gold": "s3://b/g",
+    "recognition": RECOGNITION,
+}
+
+
+def test_a_pretrain_metrics_doc_gives_its_recognition_headline() -> None:
+    assert stage_metrics(PRETRAIN_DOC) == {"recognition_AUC": 0.93}
+    image = {"result": {**GOOD, "cgF1@0.5": 60.0, "cgF1@0.75": 50.0}}
+    assert stage_metrics(image) == {**GOOD, "cgF1@0.5": 60.0, "cgF1@0.75": 50.0}
+    with pytest.raises(DataError, match="neither result nor recognition"):
+        stage_metrics({"checkpoint": "s3://b/x", "gold": "s3://b/g"})
+
+
+def test_the_pretrain_gate_checks_recognition_and_no_detection_rule() -> None:
+    metrics = {"recognition_AUC": 0.93}
+    passed = decide("pretrain", Gate(recognition_AUC=0.9), metrics)
+    assert passed.passed and "recognition_AUC 0.93 >= 0.9" in passed.reasons
+    assert any("makes no detections" in r for r in passed.reasons)  # cgF1 / IL_MCC / pmF1: not applied
+    failed = decide("pretrain", Gate(recognition_AUC=0.95), metrics)
+    assert not failed.passed and "recognition_AUC 0.93 < 0.95" in failed.reasons
+    assert decide("pretrain", Gate(), metrics).passed  # no floor set: the AUC must still be there
+    for gate in (Gate(), Gate(recognition_AUC=0.5)):
+        missing = decide("pretrain", gate, {"cgF1": 50.0})
+        assert not missing.passed and "recognition_AUC missing from the evaluation" in missing.reasons
+
+
+def test_a_detection_rule_on_the_pretrain_stage_fails_loudly() -> None:
+    for gate, named in (
+        (Gate(recognition_AUC=0.5, cgF1=40.0), "cgF1"),
+        (Gate(IL_MCC=0.5), "IL_MCC"),
+        (Gate(max_regression=1.0), "max_regression"),
+        (Gate(baseline_stage="detector"), "baseline_stage"),
+        (Gate(video_cgF1=10.0), "video_cgF1"),
+    ):
+        decision = decide("pretrain", gate, {"recognition_AUC": 0.93}, {"recognition_AUC": 0.99}, 2)
+        assert not decision.passed, gate
+        assert f"{named} set, but the pretrain stage makes no detections" in decision.reasons
+
+
+def test_image_stages_keep_their_detection_rules() -> None:
+    # the stage decides which rules apply, not the metrics: a detector evaluation without cgF1 fails
+    lost = decide("detector", Gate(), {"recognition_AUC": 0.93})
+    assert not lost.passed and "cgF1 missing from the evaluation" in lost.reasons
+    asked = decide("detector", Gate(recognition_AUC=0.5), GOOD)
+    assert not asked.passed and "recognition_AUC missing from the evaluation" in asked.reasons
+
+
+def test_gate_step_on_a_pretrain_evaluation(store: ObjectStore) -> None:
+    store.put_json("runs/p/pretrain/eval/metrics.json", PRETRAIN_DOC)
+    for floor, verdict in ((0.9, True), (0.95, False)):
+        decision = gate_stage(
+            store,
+            stage="pretrain",
+            gate=Gate(recognition_AUC=floor),
+            metrics_uri=store.uri("runs/p/pretrain/eval/metrics.json"),
+            model="m",
+            run_id="p",
+            record_key="runs/p/executions/e/pretrain.gate.json",
+        )
+        assert decision.passed is verdict and decision.metrics == {"recognition_AUC": 0.93}
+        assert store.get_json("runs/p/executions/e/pretrain.gate.json")["passed"] is verdict

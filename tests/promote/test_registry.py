@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from components.errors import ConditionFailed, ConfigError, DataError
+from components.promote.promote import promote
 from components.promote.registry import AliasConflict, Registry, list_models
 from components.storage import ObjectStore
 from components.train.checkpoint import CheckpointStore
@@ -124,6 +125,30 @@ def test_register_needs_a_checkpoint_and_a_size(store: ObjectStore) -> None:
         register(reg, store.uri(ckpt.step_key(1)))
     card, created = register(reg, store.uri(ckpt.step_key(1)), size="small")
     assert created and card.size == "small"
+
+
+def test_the_promoted_card_carries_the_pretrain_stage(store: ObjectStore) -> None:
+    """Every evaluated stage is a row of the card's metrics: the pretrain stage's is its recognition AUC."""
+    image = {"cgF1": 41.5, "IL_MCC": 0.8, "pmF1": 51.875, "cgF1@0.5": 50.0, "cgF1@0.75": 40.0}
+    recognition = {"recognition_AUC": 0.91, "by_length": {"1": 0.9}, "pairs": 8, "positive_pairs": 3}
+    store.put_json(
+        "runs/r/pretrain/eval/metrics.json", {"checkpoint": "c", "gold": "g", "recognition": recognition}
+    )
+    store.put_json("runs/r/detector/eval/metrics.json", {"checkpoint": "c", "gold": "g", "result": image})
+    promotion = promote(
+        store,
+        model="sam3-tiny",
+        alias="candidate",
+        checkpoint=make_checkpoint(store, 1.0),
+        run_id="r",
+        stages=["pretrain", "detector", "presence"],  # presence: not evaluated, no row
+        datasets={"train": "s3://b/datasets/t/v1", "gold": "s3://b/datasets/g/v1"},
+        config={},
+        execution="e",
+    )
+    card = Registry(store, "sam3-tiny").card(promotion.version)
+    assert card.metrics == {"pretrain": {"recognition_AUC": 0.91}, "detector": image}
+    assert card.stage == "presence"
 
 
 # -- aliases ------------------------------------------------------------------

@@ -35,6 +35,20 @@ def test_detector_stage_groups_get_their_learning_rates() -> None:
     assert all(g["weight_decay"] == 0 for g in optimizer.param_groups if g["name"].endswith("no_decay"))
 
 
+def test_detector_stage_can_keep_the_aligned_encoders_frozen() -> None:
+    model = build_model("tiny")
+    trainable(model, "detector", OptimConfig(frozen=("vision", "text")))
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained and not any(n.startswith("backbone.") for n in trained)
+    assert any(n.startswith("transformer.") for n in trained)
+    optimizer, _ = build_optimizer(model, OptimConfig(lr=1e-3, frozen=("vision", "text")), "detector")
+    assert {g["name"] for g in optimizer.param_groups} <= {"rest", "rest_no_decay"}
+    trainable(model, "detector", OptimConfig(frozen=("text",)))
+    assert all(
+        p.requires_grad != n.startswith("backbone.language_backbone") for n, p in model.named_parameters()
+    )
+
+
 def test_warmup_then_inverse_square_root() -> None:
     f = warmup_inverse_sqrt(10)
     assert f(0) == 0.1 and f(9) == 1.0 and f(10) == 1.0

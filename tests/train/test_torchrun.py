@@ -145,3 +145,47 @@ def test_video_stages_survive_a_killed_rank(
         store.get_bytes(store.key_of(CheckpointStore(store, cfg.prefix).latest().weights))
     )  # type: ignore[union-attr]
     assert any(k.startswith("tracker.") for k in weights) and any(k.startswith("detector.") for k in weights)
+
+
+def test_pretrain_stage_resumes_after_a_killed_rank_and_hands_its_backbone_to_the_detector(
+    dataset: str, s3_env: dict[str, str], store: ObjectStore, tmp_path: Path
+) -> None:
+    """Stage 0 under torchrun like the others: a killed rank resumes, the learning curve records gold
+    recognition at every checkpoint once (no step twice), and the detector loads exactly its backbone."""
+    from safetensors.torch import load as load_weights_bytes
+
+    from components.model.builder import build_model
+    from components.model.video import load_model_weights
+    from components.train.checkpoint import read_weights
+    from components.train.history import read_history
+
+    cfg = TrainConfig(
+        stage="pretrain",
+        dataset=dataset,
+        eval_dataset=dataset,
+        run_id="crash-pretrain",
+        size="tiny112",
+        steps=8,
+        batch_size=2,
+        checkpoint_every=3,
+        log_every=1,
+        data_workers=0,
+        dist_timeout_s=45,
+    )
+    err = kill_rank_and_resume(cfg, s3_env, store, tmp_path)
+    assert re.search(r"step \d+/8 loss [0-9.]+ \(.*align_local=", err), err[-2000:]
+    assert "gold recognition AUC" in err
+    history = read_history(store, cfg.run_id, "pretrain")
+    assert history is not None
+    assert [s["step"] for s in history["steps"]] == list(range(1, 9))
+    assert [e["step"] for e in history["evaluations"]] == [3, 6, 8]
+    assert all(0 <= e["recognition_AUC"] <= 1 for e in history["evaluations"])
+    pointer = CheckpointStore(store, cfg.prefix).latest()
+    assert pointer is not None
+    saved = load_weights_bytes(store.get_bytes(store.key_of(pointer.weights)))
+    assert any(k.startswith("align.") for k in saved) and any(k.startswith("backbone.") for k in saved)
+    detector = build_model("tiny112")
+    load_model_weights(detector, read_weights(store.uri(pointer.key), store), "stage 0")
+    mine = detector.state_dict()
+    backbone = [k for k in saved if k.startswith("backbone.") and not k.endswith(".attn.freqs_cis")]
+    assert backbone and all(mine[k].equal(saved[k]) for k in backbone)

@@ -1,0 +1,75 @@
+"""The run summary of `sam3-pipeline run`, from the records a run leaves in a real store."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from rich.console import Console
+
+from components.gate.policy import GateDecision
+from components.report.outcome import collect, gate_key
+from components.schemas import evaluation_metrics_key, stage_result_key
+from components.storage import ObjectStore
+from components.train.job import StageResult
+from pipeline.commands import run as run_command
+
+IMAGE = {"cgF1": 12.5, "IL_MCC": 0.25, "pmF1": 50.0, "cgF1@0.5": 20.0, "cgF1@0.75": 5.0}
+RECOGNITION = {
+    "recognition_AUC": 0.6125,
+    "by_length": {"1": 0.55, "2": 0.7},
+    "pairs": 40,
+    "positive_pairs": 12,
+}
+
+
+def record_stage(store: ObjectStore, run_id: str, stage: str, doc: dict, steps: int) -> None:  # type: ignore[type-arg]
+    checkpoint = store.uri(f"runs/{run_id}/{stage}/checkpoints/step-{steps:07d}")
+    result = StageResult(
+        stage=stage, run_id=run_id, checkpoint=checkpoint, steps=steps, seconds=42.0, handle=None
+    )
+    store.put_json(stage_result_key(run_id, stage), result)
+    store.put_json(
+        evaluation_metrics_key(run_id, stage), {"checkpoint": checkpoint, "gold": "s3://b/g", **doc}
+    )
+    decision = GateDecision(stage=stage, passed=True, reasons=["ok"], metrics={})
+    store.put_json(gate_key(run_id, "e", stage), decision)
+
+
+def summary(store: ObjectStore, run_id: str, stages: list[str], monkeypatch: pytest.MonkeyPatch) -> str:
+    out = io.StringIO()
+    monkeypatch.setattr(run_command, "stderr", Console(file=out, width=200))
+    outcome = collect(store, run_id, "e", stages, "SUCCEEDED")
+    run_command.print_summary(outcome)
+    return out.getvalue()
+
+
+def test_the_pretrain_row_shows_its_recognition_auc(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record_stage(store, "r", "pretrain", {"recognition": RECOGNITION}, 400)
+    record_stage(store, "r", "detector", {"result": IMAGE}, 660)
+    text = summary(store, "r", ["pretrain", "detector", "presence"], monkeypatch)
+    header = re.search(
+        r"┃ stage\s+┃ steps ┃ time s ┃ recognition AUC ┃\s+cgF1 ┃ IL_MCC ┃\s+pmF1 ┃ gate\s+┃", text
+    )
+    assert header, text
+    assert re.search(r"│ pretrain │\s+400 │\s+42 │\s+0\.613 │\s+- │\s+- │\s+- │ passed\s+│", text), text
+    assert re.search(
+        r"│ detector │\s+660 │\s+42 │\s+- │\s+12\.50 │\s+0\.250 │\s+50\.00 │ passed\s+│", text
+    ), text
+    assert re.search(r"│ presence │\s+- │\s+- │\s+- │\s+- │\s+- │\s+- │ not run\s+│", text), text
+    assert "pretrain recognition AUC by phrase length (0.5 = chance): 1 word 0.550, 2 words 0.700" in text
+    brief = collect(store, "r", "e", ["pretrain", "detector"], "SUCCEEDED").brief()
+    assert brief.startswith(
+        "pretrain recognition_AUC 0.613, gate passed; detector cgF1 12.5 IL_MCC 0.25 pmF1 50"
+    )
+
+
+def test_without_pretrain_the_table_is_as_before(store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    record_stage(store, "s", "detector", {"result": IMAGE}, 660)
+    text = summary(store, "s", ["detector", "presence"], monkeypatch)
+    assert re.search(r"┃ stage\s+┃ steps ┃ time s ┃\s+cgF1 ┃ IL_MCC ┃\s+pmF1 ┃ gate\s+┃", text), text
+    assert re.search(r"│ detector │\s+660 │\s+42 │\s+12\.50 │\s+0\.250 │\s+50\.00 │ passed\s+│", text), text
+    assert "recognition AUC" not in text
