@@ -18,9 +18,10 @@ diagnostics: recognition AUC (of each pair's best detection score), top-detectio
 A variant is JSON: ``{"<stage>": {TrainConfig overrides}, ...}`` (a mapping value such as ``optim`` is
 merged into the stage's recipe one level deep, anything else replaces), and ``{"pretrain": null}``
 trains no stage 0: the detector starts from random weights, as before stage 0 existed. Without
-``--variant`` the embedded default is compared with that ("no pretrain"): what stage 0 buys the image
-stages. ``--steps-scale F`` multiplies every stage's steps and checkpoint interval by F (rounded, at least
-1; warmup steps are not scaled) for a quick look. ``--seeds N`` trains every variant N times (every
+``--variant`` the embedded default is compared with that ("no pretrain", its detector's encoders
+trained rather than frozen): what stage 0 buys the image stages. ``--steps-scale F`` multiplies every
+stage's steps and checkpoint interval by F (rounded, at least 1; warmup steps are not scaled) for a
+quick look. ``--seeds N`` trains every variant N times (every
 stage's seed, then the next N - 1) and shows the mean with the lowest and highest value.
 
 Prints, per variant, the pretrain stage's recognition curve (gold AUC at each checkpoint, from its
@@ -68,7 +69,8 @@ WORDS = ("1", "2", "3", "4")  # phrase lengths shown in the recognition curve
 
 DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
     "embedded default": {},
-    "no pretrain": {ALIGN_STAGE: None},
+    # no stage 0: the detector from random weights, its encoders trained (frozen, they would stay random)
+    "no pretrain": {ALIGN_STAGE: None, "detector": {"optim": {"frozen": []}}},
 }
 
 

@@ -15,22 +15,21 @@ maximum over locations (logsumexp) gives one presence logit per (image,
 phrase). A concept can sit anywhere in an image and an image shows many
 concepts at once, so the loss is a sigmoid per pair (as SigLIP), not a softmax
 over phrases (as CLIP, which assumes exactly one right caption per image).
-Pairs are labelled from the data (components.model.align_labels); pairs whose
-answer the data does not tell are left out; positives and negatives weigh the
-same in the loss, whatever their counts.
+Pairs and cells are labelled from the data (components.model.align_batch);
+what the data does not tell is left out; positives and negatives weigh the same
+in the loss, whatever their counts.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from components.model.align_batch import AlignBatch
 from components.model.config import ModelConfig
 
 BACKBONE = "backbone."
@@ -109,42 +108,6 @@ def build_alignment_model(size_or_config: str | ModelConfig) -> AlignmentModel:
     return AlignmentModel(build_backbone(cfg), cfg.d_model)
 
 
-@dataclass
-class AlignBatch:
-    """Images, the batch's phrases, per pair a label and whether it is known, and per pair and feature
-    cell what the data says there: ``where`` (the share of the cell showing the phrase) counts with weight
-    ``where_weight`` (0 where the data does not tell)."""
-
-    images: torch.Tensor  # (B, 3, R, R)
-    phrases: list[str]
-    labels: torch.Tensor  # (B, P) float 0/1
-    known: torch.Tensor  # (B, P) bool
-    where: torch.Tensor  # (B, P, h, w) float in [0, 1]
-    where_weight: torch.Tensor  # (B, P, h, w) float in [0, 1]
-    media_ids: list[str]
-
-    @property
-    def num_images(self) -> int:
-        return len(self.media_ids)
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> AlignBatch:
-        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
-
-    def pin_memory(self) -> AlignBatch:
-        return self._map(lambda t: t.pin_memory())
-
-    def _map(self, fn: Any) -> AlignBatch:
-        return AlignBatch(
-            fn(self.images),
-            self.phrases,
-            fn(self.labels),
-            fn(self.known),
-            fn(self.where),
-            fn(self.where_weight),
-            self.media_ids,
-        )
-
-
 def _balanced(per_item: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """The mean loss of the positive part and of the negative part (soft targets split), halved."""
     weight = weight.to(per_item.dtype)
@@ -184,131 +147,3 @@ def alignment_loss(
     right = ((logits > 0) == (batch.labels > 0.5)) & batch.known
     terms["align_acc"] = (right.sum() / batch.known.sum().clamp(min=1)).detach()
     return loss, terms
-
-
-def pair_answers(
-    records: list[Any], ontology: Any | None = None
-) -> list[tuple[frozenset[str], frozenset[str]]]:
-    """Per image record, (present phrases, absent phrases) as its queries and the ontology tell.
-
-    A queried positive is present, a queried negative absent; with an ``ontology``
-    (components.negatives.ontology.Ontology), every ancestor of a present concept is
-    present too and every descendant of an absent one absent.
-    """
-    out = []
-    for record in records:
-        present = {q.noun_phrase for q in record.queries if q.positive}
-        absent = {q.noun_phrase for q in record.queries if not q.positive}
-        if ontology is not None:
-            for phrase in list(present):
-                present |= ontology.ancestors(phrase)
-            for phrase in list(absent):
-                absent |= ontology.descendants(phrase)
-        out.append((frozenset(present), frozenset(absent - present)))
-    return out
-
-
-def _coverage(record: Any, counts: str, grid: int) -> np.ndarray:
-    """The share of each of grid x grid cells an RLE mask (at the record's size) covers."""
-    import cv2
-    from pycocotools import mask as mask_utils
-
-    mask = mask_utils.decode({"size": [record.height, record.width], "counts": counts.encode()})
-    return np.asarray(cv2.resize(mask.astype(np.float32), (grid, grid), interpolation=cv2.INTER_AREA))
-
-
-def instance_attributes(record: Any, ontology: Any | None) -> dict[str, dict[str, str]]:
-    """What the data says each instance of an image is, keyed by its mask (an instance's identity across
-    queries: ``object_id`` numbers instances within one query only): the attributes of every positive
-    concept that lists it, merged (an instance of "small red circle" and of "striped circle" is small, red,
-    striped and a circle). Empty without an ontology; phrases the ontology does not know add nothing."""
-    out: dict[str, dict[str, str]] = {}
-    if ontology is None:
-        return out
-    for query in record.queries:
-        concept = ontology.by_name.get(query.noun_phrase) if query.positive else None
-        if concept is None:
-            continue
-        for instance in query.instances:
-            if instance.masks and instance.masks[0] and not instance.crowd:
-                out.setdefault(instance.masks[0], {}).update(concept.attributes)
-    return out
-
-
-def shows(concept: dict[str, str], attributes: dict[str, str]) -> bool | None:
-    """Whether an instance with these attributes is an instance of the concept: None when the concept
-    names an attribute the instance's are silent on (or the concept has none, so nothing is known)."""
-    if not concept or any(name not in attributes for name in concept):
-        return None
-    return all(attributes[name] == value for name, value in concept.items())
-
-
-def records_to_align_batch(
-    records: list[Any], *, resolution: int, grid: int, ontology: Any | None = None
-) -> AlignBatch:
-    """Every phrase any image of ``records`` has an answer for, against every image (videos skipped).
-
-    Per pair: present or absent as the queries and the ontology tell (``pair_answers``). Per feature
-    cell (``grid``: resolution / patch size), what follows from the instances' masks:
-
-    - a queried phrase whose instances are listed exhaustively: its instances' cells show it, every
-      other cell does not; an absent phrase: no cell shows it;
-    - any other phrase with attributes in the ontology: the cells of each instance whose attributes the
-      data tells (``instance_attributes``) show it or not, by those attributes (single-valued: a red
-      circle is not a blue one); the background stays unknown, since unlisted instances may be there.
-    """
-    from components.errors import DataError
-    from components.model.batch import decode_image
-
-    images = [r for r in records if r.kind == "image"]
-    if not images:
-        raise DataError("no image in this batch (the alignment stage trains on images)")
-    answers = pair_answers(images, ontology)
-    phrases = sorted(set().union(*(p | a for p, a in answers)))
-    if not phrases:
-        raise DataError("no query in this batch's images")
-    column = {p: j for j, p in enumerate(phrases)}
-    concepts = {
-        p: dict(ontology.by_name[p].attributes) if ontology is not None and p in ontology.by_name else {}
-        for p in phrases
-    }
-    shape = (len(images), len(phrases))
-    labels, known = np.zeros(shape, np.float32), np.zeros(shape, bool)
-    where, weight = np.zeros((*shape, grid, grid), np.float32), np.zeros((*shape, grid, grid), np.float32)
-    for i, ((present, absent), record) in enumerate(zip(answers, images, strict=True)):
-        labels[i, [column[p] for p in present]] = 1.0
-        known[i, [column[p] for p in present | absent]] = True
-        masks: dict[str, np.ndarray] = {}  # by RLE: the same object in several queries has one mask
-        for query in record.queries:
-            for instance in query.instances:
-                counts = instance.masks[0] if instance.masks else None
-                if counts and not instance.crowd and counts not in masks:
-                    masks[counts] = _coverage(record, counts, grid)
-        attributes = instance_attributes(record, ontology)
-        objects = [n for n in attributes if n in masks]
-        if objects:
-            stack = np.stack([masks[n] for n in objects])  # (O, h, w)
-            answer = [[shows(concepts[p], attributes[n]) for n in objects] for p in phrases]
-            decided = np.array([[a is not None for a in row] for row in answer], np.float32)
-            matched = np.array([[a is True for a in row] for row in answer], np.float32)
-            weight[i] = (decided[:, :, None, None] * stack).max(1)
-            where[i] = (matched[:, :, None, None] * stack).max(1)
-        gone = [column[p] for p in absent]
-        where[i, gone], weight[i, gone] = 0.0, 1.0
-        for query in record.queries:
-            if query.positive and query.exhaustive and query.instances:
-                j = column[query.noun_phrase]
-                cover = [masks[n.masks[0]] for n in query.instances if n.masks and n.masks[0] in masks]
-                if cover:
-                    where[i, j] = np.max(cover, axis=0)
-                weight[i, j] = 1.0
-    pixels = torch.stack([decode_image(r, resolution) for r in images])
-    return AlignBatch(
-        pixels,
-        phrases,
-        torch.from_numpy(labels),
-        torch.from_numpy(known),
-        torch.from_numpy(where),
-        torch.from_numpy(weight),
-        [r.media_id for r in images],
-    )

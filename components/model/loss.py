@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from components.model.align import AlignBatch, alignment_loss
+from components.model.align import alignment_loss
+from components.model.align_batch import AlignBatch
 from components.model.batch import ModelBatch
 from components.model.clips import ClipBatch
 from components.model.compat import ensure_compat

@@ -57,7 +57,7 @@ class BatchStream(IterableDataset):
 
     def __iter__(self) -> Iterator[Any]:
         from components.embedded_store import default_store
-        from components.model.align import records_to_align_batch
+        from components.model.align_batch import records_to_align_batch
         from components.model.batch import records_to_batch
         from components.model.clips import records_to_clips
         from components.model.config import ModelConfig

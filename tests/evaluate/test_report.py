@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 
 from components.evaluate import evaluate_images
+from components.evaluate.charts import line_chart
 from components.evaluate.report import (
     GT_COLOUR,
     PRED_COLOUR,
     _pick,
-    line_chart,
     outline,
     render_recognition_report,
     render_report,

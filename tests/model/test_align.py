@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from components.errors import DataError
-from components.model.align import (
+from components.model.align import alignment_loss, build_alignment_model
+from components.model.align_batch import (
     AlignBatch,
-    alignment_loss,
-    build_alignment_model,
     instance_attributes,
     pair_answers,
     records_to_align_batch,

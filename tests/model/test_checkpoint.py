@@ -32,7 +32,7 @@ def test_released_layout_keeps_the_detector() -> None:
 
 def test_own_checkpoint_loads_in_any_layout(tiny_model: nn.Module) -> None:
     saved = {k: v.clone() for k, v in tiny_model.state_dict().items()}
-    target = build_model("tiny")
+    target = build_model("tiny112")
     load_weights(target, {f"module.{k}": v for k, v in saved.items()}, "ddp.safetensors")
     load_weights(target, {f"detector.{k}": v for k, v in saved.items()}, "released.pt")
     for key, value in target.state_dict().items():

@@ -3,7 +3,7 @@
 The runs share one bucket and one run id (gates are not part of what is
 trained), so the later runs reuse the trained stages and only re-gate them.
 Together they take every branch of the gates: all pass (promoted, with a rank
-killed mid-training), detector fails, presence fails, joint fails.
+killed mid-training), pretrain fails, detector fails, presence fails, joint fails.
 """
 
 from __future__ import annotations
@@ -47,21 +47,37 @@ SMALL = {
         "negatives_per_image": 5,
         "partitions": 2,
     },
+    "pretrain": {
+        "size": "tiny112",
+        "steps": 4,
+        "batch_size": 2,
+        "checkpoint_every": 2,
+        "train": {"data_workers": 0},
+    },
     "detector": {
+        "size": "tiny112",
         "steps": 8,
         "batch_size": 1,
         "checkpoint_every": 2,
         "train": {"log_every": 1, "data_workers": 0, "dist_timeout_s": 60},
         "resources": {"nproc": 2},
     },
-    "presence": {"steps": 2, "batch_size": 1, "checkpoint_every": 2, "train": {"data_workers": 0}},
+    "presence": {
+        "size": "tiny112",
+        "steps": 2,
+        "batch_size": 1,
+        "checkpoint_every": 2,
+        "train": {"data_workers": 0},
+    },
     "tracker": {
+        "size": "tiny112",
         "steps": 2,
         "batch_size": 1,
         "checkpoint_every": 2,
         "train": {"data_workers": 0, "clips": {"frames": 3}},
     },
     "joint": {
+        "size": "tiny112",
         "steps": 2,
         "batch_size": 1,
         "checkpoint_every": 2,
@@ -150,8 +166,9 @@ def test_run_promotes_and_survives_a_killed_rank(
     assert re.search(r"resumed from step [2-9]", err), err[-4000:]
     assert out.strip().splitlines()[-1] == store.uri("registry/smoke/versions/1")
     assert "promoted smoke version 1 -> production" in err
-    for stage in ("detector", "presence", "tracker", "joint"):
+    for stage in ("pretrain", "detector", "presence", "tracker", "joint"):
         assert re.search(rf"│ {stage}\s+│\s+\d+ │", err), err[-2000:]  # the summary table
+    assert re.search(r"pretrain recognition AUC by phrase length", err), err[-2000:]
     # the tracker beside a tracker that does nothing, on the same prompts
     assert re.search(
         r"tracker tracking, prompted with the true first-visible masks: tracker masklet IoU [\d.]+, "
@@ -163,12 +180,26 @@ def test_run_promotes_and_survives_a_killed_rank(
     registry = Registry(store, "smoke")
     card = registry.card(1)
     assert registry.alias("production").version == 1  # type: ignore[union-attr]
-    assert set(card.metrics) == {"detector", "presence", "tracker", "joint"} and card.stage == "joint"
+    assert set(card.metrics) == {"pretrain", "detector", "presence", "tracker", "joint"}
+    assert card.stage == "joint" and set(card.metrics["pretrain"]) == {"recognition_AUC"}
     assert {"video_cgF1", "tracking_cgF1", "masklet_IoU", "cross_object_IoU"} <= set(card.metrics["joint"])
     assert card.run_id == RUN_ID and card.datasets["train"].startswith(store.uri("datasets/smoke/"))
     (log,) = (Path(env["SAM3_HOME"]) / "kfp" / "logs").glob(f"{RUN_ID}-*.log")
     for secret in (env["SAM3_S3_SECRET_KEY"], env["SAM3_S3_ACCESS_KEY"]):
         assert secret not in card.model_dump_json() and secret not in err and secret not in log.read_text()
+
+
+def test_impossible_recognition_threshold_stops_at_the_pretrain_gate(
+    env: dict[str, str], store: ObjectStore, tmp_path: Path
+) -> None:
+    cfg = with_gates({}, {})
+    cfg["pretrain"]["gate"] = {"recognition_AUC": 1.0}
+    code, _, err = run(cfg, env, tmp_path)
+    assert code == 3, err[-4000:]
+    assert "stopped by the pretrain gate" in err and re.search(r"recognition_AUC [\d.]+ < 1", err)
+    assert re.search(r"│ detector\s+│.*not run", err), err[-2000:]
+    registry = Registry(store, "smoke")
+    assert registry.versions() == [1] and registry.alias("production").version == 1  # type: ignore[union-attr]
 
 
 def test_impossible_detector_threshold_stops_at_its_gate(
@@ -179,7 +210,9 @@ def test_impossible_detector_threshold_stops_at_its_gate(
     assert "stopped by the detector gate" in err and re.search(r"cgF1 [\d.]+ < 100", err)
     # the exit handler's one-line outcome (the full record is outcome.json)
     assert re.search(
-        r"stopped: detector cgF1 \S+ IL_MCC \S+ pmF1 \S+, gate failed; presence .*gate not run", err
+        r"stopped: pretrain recognition_AUC \S+, gate passed; detector cgF1 \S+ IL_MCC \S+ pmF1 \S+, "
+        r"gate failed; presence .*gate not run",
+        err,
     )
     assert out.strip().splitlines()[-1].endswith("/outcome.json")
     registry = Registry(store, "smoke")

@@ -104,21 +104,17 @@ def kill_rank_and_resume(cfg: TrainConfig, s3_env: dict[str, str], store: Object
     return err
 
 
+def crash_config(stage: str, dataset: str, run_id: str, **fields: object) -> TrainConfig:
+    """A short run that checkpoints every 3 steps, logs every step, and gives up on a lost peer soon."""
+    common = {"batch_size": 1, "checkpoint_every": 3, "log_every": 1, "data_workers": 0, "dist_timeout_s": 45}
+    fields = {"stage": stage, "dataset": dataset, "run_id": run_id, **common, **fields}
+    return TrainConfig.model_validate(fields)
+
+
 def test_killed_rank_is_restarted_and_resumes_from_the_last_checkpoint(
     dataset: str, s3_env: dict[str, str], store: ObjectStore, tmp_path: Path
 ) -> None:
-    cfg = TrainConfig(
-        stage="detector",
-        dataset=dataset,
-        run_id="crash",
-        steps=14,
-        batch_size=1,
-        checkpoint_every=3,
-        log_every=1,
-        data_workers=0,
-        dist_timeout_s=45,
-    )
-    kill_rank_and_resume(cfg, s3_env, store, tmp_path)
+    kill_rank_and_resume(crash_config("detector", dataset, "crash", steps=14), s3_env, store, tmp_path)
 
 
 @pytest.mark.parametrize("stage", ["tracker", "joint"])
@@ -126,18 +122,8 @@ def test_video_stages_survive_a_killed_rank(
     stage: str, video_dataset: str, s3_env: dict[str, str], store: ObjectStore, tmp_path: Path
 ) -> None:
     """The tracker stage (clips only) and the joint stage (clips and images) resume like the image stages."""
-    cfg = TrainConfig(
-        stage=stage,  # type: ignore[arg-type]
-        dataset=video_dataset,
-        run_id=f"crash-{stage}",
-        size="tiny112",
-        steps=8,
-        batch_size=1,
-        checkpoint_every=3,
-        log_every=1,
-        data_workers=0,
-        dist_timeout_s=45,
-        clips={"frames": 3, "max_objects": 2},
+    cfg = crash_config(
+        stage, video_dataset, f"crash-{stage}", size="tiny112", steps=8, clips={"frames": 3, "max_objects": 2}
     )
     err = kill_rank_and_resume(cfg, s3_env, store, tmp_path)
     assert re.search(r"step \d+/8 loss [0-9.]+ \(.*track_dice=", err), err[-2000:]  # the tracker's terms
@@ -152,25 +138,13 @@ def test_pretrain_stage_resumes_after_a_killed_rank_and_hands_its_backbone_to_th
 ) -> None:
     """Stage 0 under torchrun like the others: a killed rank resumes, the learning curve records gold
     recognition at every checkpoint once (no step twice), and the detector loads exactly its backbone."""
-    from safetensors.torch import load as load_weights_bytes
-
     from components.model.builder import build_model
     from components.model.video import load_model_weights
     from components.train.checkpoint import read_weights
     from components.train.history import read_history
 
-    cfg = TrainConfig(
-        stage="pretrain",
-        dataset=dataset,
-        eval_dataset=dataset,
-        run_id="crash-pretrain",
-        size="tiny112",
-        steps=8,
-        batch_size=2,
-        checkpoint_every=3,
-        log_every=1,
-        data_workers=0,
-        dist_timeout_s=45,
+    cfg = crash_config(
+        "pretrain", dataset, "crash-pretrain", eval_dataset=dataset, size="tiny112", steps=8, batch_size=2
     )
     err = kill_rank_and_resume(cfg, s3_env, store, tmp_path)
     assert re.search(r"step \d+/8 loss [0-9.]+ \(.*align_local=", err), err[-2000:]
@@ -182,7 +156,7 @@ def test_pretrain_stage_resumes_after_a_killed_rank_and_hands_its_backbone_to_th
     assert all(0 <= e["recognition_AUC"] <= 1 for e in history["evaluations"])
     pointer = CheckpointStore(store, cfg.prefix).latest()
     assert pointer is not None
-    saved = load_weights_bytes(store.get_bytes(store.key_of(pointer.weights)))
+    saved = load_safetensors(store.get_bytes(store.key_of(pointer.weights)))
     assert any(k.startswith("align.") for k in saved) and any(k.startswith("backbone.") for k in saved)
     detector = build_model("tiny112")
     load_model_weights(detector, read_weights(store.uri(pointer.key), store), "stage 0")
