@@ -52,9 +52,8 @@ def evaluate_stage(
     else:
         config = DataConfig.model_validate_json(data)
         references = None
-        if (
-            config.synthetic is not None
-        ):  # the gap to a good model: true masks, some words of the phrase ignored
+        # the gap to a good model: true masks, some words of the phrase ignored
+        if config.synthetic is not None:
             from components.synthetic.baselines import all_predictions
 
             syn = config.synthetic

@@ -9,6 +9,7 @@ instance is. What the data does not tell stays unknown (weight 0): the loss
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,16 +41,11 @@ class AlignBatch:
     def pin_memory(self) -> AlignBatch:
         return self._map(lambda t: t.pin_memory())
 
-    def _map(self, fn: Any) -> AlignBatch:
-        return AlignBatch(
-            fn(self.images),
-            self.phrases,
-            fn(self.labels),
-            fn(self.known),
-            fn(self.where),
-            fn(self.where_weight),
-            self.media_ids,
-        )
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> AlignBatch:
+        from components.model.batch import map_tensors
+
+        mapped: AlignBatch = map_tensors(self, fn)  # every tensor field; the phrases and ids as they are
+        return mapped
 
 
 def pair_answers(

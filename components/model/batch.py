@@ -67,19 +67,19 @@ class ModelBatch:
         return self._map(lambda t: t.pin_memory())
 
     def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> ModelBatch:
-        return dataclasses.replace(self, data=_map_tensors(self.data, fn))
+        return dataclasses.replace(self, data=map_tensors(self.data, fn))
 
 
-def _map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+def map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
     if isinstance(obj, torch.Tensor):
         return fn(obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        changes = {f.name: _map_tensors(getattr(obj, f.name), fn) for f in dataclasses.fields(obj) if f.init}
+        changes = {f.name: map_tensors(getattr(obj, f.name), fn) for f in dataclasses.fields(obj) if f.init}
         return dataclasses.replace(obj, **changes)
     if isinstance(obj, list | tuple):
-        return type(obj)(_map_tensors(x, fn) for x in obj)
+        return type(obj)(map_tensors(x, fn) for x in obj)
     if isinstance(obj, dict):
-        return {k: _map_tensors(v, fn) for k, v in obj.items()}
+        return {k: map_tensors(v, fn) for k, v in obj.items()}
     return obj
 
 
