@@ -17,7 +17,9 @@ diagnostics: recognition AUC (of each pair's best detection score), top-detectio
 
 A variant is JSON: ``{"<stage>": {TrainConfig overrides}, ...}`` (a mapping value such as ``optim`` is
 merged into the stage's recipe one level deep, anything else replaces), and ``{"pretrain": null}``
-trains no stage 0: the detector starts from random weights, as before stage 0 existed. Without
+trains no stage 0: the detector starts from random weights, as before stage 0 existed. A ``"model"``
+entry overrides fields of the model presets while the variant trains and is scored (in this process),
+e.g. ``{"model": {"query_grid": false, "decoder_locality": 0}}``: the decoder's default start values. Without
 ``--variant`` the embedded default is compared with that ("no pretrain", its detector's encoders
 trained rather than frozen): what stage 0 buys the image stages. ``--steps-scale F`` multiplies every
 stage's steps and checkpoint interval by F (rounded, at least 1; warmup steps are not scaled) for a
@@ -39,6 +41,8 @@ import secrets
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
@@ -53,6 +57,7 @@ from components.errors import ConfigError, Sam3Error
 from components.evaluate.stage import evaluate_alignment_checkpoint, evaluate_checkpoint, score_references
 from components.ingest.ingest import Ingest
 from components.ingest.sources import SourceSpec
+from components.model.config import PRESETS, ModelConfig
 from components.negatives.negatives import mine_negatives
 from components.schemas import evaluation_prefix
 from components.storage import ObjectStore
@@ -65,6 +70,7 @@ from components.train.trainer import Trainer
 IMAGE_STAGES = (ALIGN_STAGE, "detector", "presence")
 BENCHMARK_KEYS = frozenset(("stage", "dataset", "eval_dataset", "run_id", "init"))
 """TrainConfig fields this benchmark sets for every stage: a variant may not."""
+MODEL_KEY = "model"
 WORDS = ("1", "2", "3", "4")  # phrase lengths shown in the recognition curve
 
 DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
@@ -85,10 +91,19 @@ def check_variant(label: str, variant: Any) -> dict[str, Any]:
     """The variant, or ConfigError naming what is wrong with it."""
     if not isinstance(variant, dict):
         raise ConfigError(f"variant {label!r}: expected a JSON object of stages, not {variant!r}")
-    unknown = sorted(set(variant) - set(IMAGE_STAGES))
+    unknown = sorted(set(variant) - set(IMAGE_STAGES) - {MODEL_KEY})
     if unknown:
-        raise ConfigError(f"variant {label!r}: {unknown} are not image stages; use {list(IMAGE_STAGES)}")
+        raise ConfigError(
+            f"variant {label!r}: {unknown} are not image stages; use {list(IMAGE_STAGES)} (or {MODEL_KEY!r})"
+        )
+    try:
+        with model_overrides(variant.get(MODEL_KEY) or {}):
+            pass
+    except (ValidationError, TypeError) as exc:
+        raise ConfigError(f"variant {label!r}: {MODEL_KEY}: {exc}") from None
     for stage, overrides in variant.items():
+        if stage == MODEL_KEY:
+            continue
         if overrides is None and stage == ALIGN_STAGE:
             continue
         if not isinstance(overrides, dict):
@@ -101,6 +116,18 @@ def check_variant(label: str, variant: Any) -> dict[str, Any]:
         except ConfigError as exc:
             raise ConfigError(f"variant {label!r}: {exc}") from None
     return variant
+
+
+@contextmanager
+def model_overrides(fields: dict[str, Any]) -> Iterator[None]:
+    """Every model preset with ``fields`` changed, until the block ends."""
+    saved = dict(PRESETS)
+    try:
+        for name, preset in saved.items():
+            PRESETS[name] = ModelConfig.model_validate(preset.model_dump() | fields)
+        yield
+    finally:
+        PRESETS.update(saved)
 
 
 def parse_variants(specs: list[str]) -> dict[str, dict[str, Any]]:
@@ -145,7 +172,7 @@ def score(cfg: TrainConfig, checkpoint: str, data: Data, store: ObjectStore) -> 
         recognition = found.recognition or {}
         return {"recognition_auc": recognition["recognition_AUC"], "by_length": recognition["by_length"]}
     evaluation = evaluate_checkpoint(checkpoint, data.gold, [data.truth], store, out, history=history)
-    keep = ("recognition_auc", "top_detection_iou", "max_score")
+    keep = ("recognition_auc", "top_detection_iou", "top_detection_box_iou", "max_score")
     return {**evaluation.headline(), **{k: evaluation.diagnostics[k] for k in keep}}
 
 
@@ -239,6 +266,7 @@ STAGE_COLUMNS = (
     ("pmF1", "pmF1", ".2f"),
     ("rec. AUC", "recognition_auc", ".3f"),
     ("top IoU", "top_detection_iou", ".3f"),
+    ("top box IoU", "top_detection_box_iou", ".3f"),
     ("max score", "max_score", ".3f"),
 )
 
@@ -294,9 +322,10 @@ def main() -> None:
             trained = 0
             for label, variant in variants.items():
                 for offset in range(args.seeds):
-                    run = train_variant(
-                        label, variant, offset, f"{bench}-{trained}", data, store, args.steps_scale
-                    )
+                    with model_overrides(variant.get(MODEL_KEY) or {}):
+                        run = train_variant(
+                            label, variant, offset, f"{bench}-{trained}", data, store, args.steps_scale
+                        )
                     results.setdefault(label, []).append(run)
                     trained += 1
     for label, runs in results.items():

@@ -10,6 +10,9 @@ long before the model is useless. Two threshold-free numbers show the gap:
 - ``top_detection_iou``: mask IoU of each positive pair's best-scoring
   detection with its closest ground-truth instance, averaged (0 when the pair
   has no detection); ``top_detection_iou_over_50`` the share above 0.5.
+- ``top_detection_box_iou``: the same detection's box IoU with its closest
+  ground-truth box. The official classification loss pulls a matched query's
+  probability toward its box IoU, so scores clear 0.5 only once boxes are good.
 
 Diagnostics only: gates use the SAM 3 metrics.
 """
@@ -29,13 +32,15 @@ from scipy.stats import rankdata
 def diagnostics(ground_truth: Path, predictions: list[dict[str, Any]]) -> dict[str, float]:
     doc = json.loads(Path(ground_truth).read_text())
     truth: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    truth_boxes: dict[int, list[list[float]]] = defaultdict(list)
     for ann in doc.get("annotations", []):
         truth[ann["image_id"]].append(ann["segmentation"])
+        truth_boxes[ann["image_id"]].append(_box(ann))
     best: dict[int, dict[str, Any]] = {}
     for p in predictions:
         if p["image_id"] not in best or p["score"] > best[p["image_id"]]["score"]:
             best[p["image_id"]] = p
-    labels, scores, ious = [], [], []
+    labels, scores, ious, box_ious = [], [], [], []
     for image in doc["images"]:
         pair = image["id"]
         top = best.get(pair)
@@ -44,15 +49,24 @@ def diagnostics(ground_truth: Path, predictions: list[dict[str, Any]]) -> dict[s
         if truth[pair]:
             if top is None:
                 ious.append(0.0)
+                box_ious.append(0.0)
             else:
-                overlaps = mask_utils.iou([top["segmentation"]], truth[pair], [0] * len(truth[pair]))
-                ious.append(float(np.max(overlaps)))
+                crowd = [0] * len(truth[pair])
+                ious.append(float(np.max(mask_utils.iou([top["segmentation"]], truth[pair], crowd))))
+                box_ious.append(float(np.max(mask_utils.iou([_box(top)], truth_boxes[pair], crowd))))
     return {
         "recognition_auc": _auc(np.array(labels), np.array(scores)),
         "top_detection_iou": float(np.mean(ious)) if ious else 0.0,
         "top_detection_iou_over_50": float(np.mean(np.array(ious) > 0.5)) if ious else 0.0,
+        "top_detection_box_iou": float(np.mean(box_ious)) if box_ious else 0.0,
         "max_score": float(max(scores, default=0.0)),
     }
+
+
+def _box(item: dict[str, Any]) -> list[float]:
+    """An annotation's or detection's box (x, y, w, h), from its mask where it has none."""
+    box = item.get("bbox")
+    return list(box) if box else mask_utils.toBbox(item["segmentation"]).tolist()
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float:

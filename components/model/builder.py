@@ -24,6 +24,7 @@ from torch import nn
 from components.errors import ConfigError
 from components.model.compat import ensure_compat
 from components.model.config import ModelConfig
+from components.model.decoder_init import grid_reference_boxes, local_box_attention
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,11 @@ def _build(cfg: ModelConfig, tokenizer: Callable[..., torch.Tensor], tracker_nec
 
     backbone = _backbone(cfg, tokenizer, tracker_neck)
     transformer = TransformerWrapper(encoder=_encoder(cfg), decoder=_decoder(cfg), d_model=cfg.d_model)
+    # after the wrapper, whose constructor re-initialises every matrix but the query tables
+    if cfg.query_grid:
+        grid_reference_boxes(transformer.decoder)
+    if cfg.decoder_locality > 0:
+        local_box_attention(transformer.decoder, cfg.decoder_locality)
     prompt_mlp = MLP(
         input_dim=cfg.d_model,
         hidden_dim=cfg.dim_feedforward,

@@ -92,6 +92,18 @@ class ModelConfig(_Config):
     num_queries: int = Field(
         gt=0, description="object queries (the one-to-many branch doubles them in training)"
     )
+    query_grid: bool = Field(
+        default=True,
+        description="start the queries' reference boxes as a grid of cells tiling the image "
+        "(components.model.decoder_init); off: random, as Meta's default initialisation",
+    )
+    decoder_locality: float = Field(
+        default=8.0,
+        ge=0,
+        description="start each query's image cross-attention inside its reference box: the initial score "
+        "penalty per unit of log-scaled offset outside it (components.model.decoder_init); 0: the default "
+        "initialisation",
+    )
     dropout: float = Field(default=0.1, ge=0, lt=1)
     activation_checkpointing: bool = Field(
         default=True,
@@ -156,7 +168,8 @@ PRESETS: dict[str, ModelConfig] = {
     # CPU-size choices, by measurement (docs/results.md): 7-px patches (a synthetic object is then two to five
     # tokens wide, so shapes are learnable from scratch; 14-px patches left one-word phrases at chance), and
     # an 8-token text context (the longest synthetic phrase is 6 tokens; 32 made the text encoder most of the
-    # step time)
+    # step time); 36 queries, whose boxes start on a grid (with 20 the detector learnt boxes more slowly, with
+    # 64 it was slower to score them)
     "tiny": ModelConfig(
         resolution=224,
         d_model=64,
@@ -165,7 +178,7 @@ PRESETS: dict[str, ModelConfig] = {
         encoder_layers=2,
         decoder_layers=2,
         geometry_layers=1,
-        num_queries=20,
+        num_queries=36,  # a 6x6 grid of starting boxes (decoder_init): one query per 2.7x2.7 feature cells
         dropout=0.0,
         activation_checkpointing=False,
         vision=VisionConfig(

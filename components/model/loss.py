@@ -2,7 +2,9 @@
 
 The criterion is the released training recipe: ``Sam3LossWrapper`` over box
 (L1 + GIoU), classification (IoU-aware BCE, with the presence loss) and mask
-(focal + dice) terms; one-to-one matching by ``BinaryHungarianMatcherV2``
+(focal + dice) terms, and optionally the official semantic-segmentation
+criterion (BCE + dice on the mask head's per-phrase map of every instance;
+``LossWeights.semantic_*``); one-to-one matching by ``BinaryHungarianMatcherV2``
 (inside the model's forward), one-to-many by ``BinaryOneToManyMatcher`` (DAC
 queries, weight 2); the loss is scaled by sqrt(queries in the batch).
 Non-exhaustive queries get no loss on unmatched predictions (``weak_loss``).
@@ -34,6 +36,8 @@ MAIN_TERMS = {
     "presence": "presence_loss",
     "mask_focal": "loss_mask",
     "mask_dice": "loss_dice",
+    "semantic_seg": "loss_semantic_seg",
+    "semantic_dice": "loss_semantic_dice",
 }
 """LossWeights field -> the official key of that term on the final decoder layer's one-to-one output.
 
@@ -46,10 +50,18 @@ the one-to-many queries (``<key>_o2m``, ``<key>_aux_<i>_o2m``), and two accuraci
 def build_criterion(weights: LossWeights) -> nn.Module:
     """The official loss wrapper with these weights (works with or without a process group)."""
     ensure_compat()
-    from sam3.train.loss.loss_fns import Boxes, IABCEMdetr, Masks
+    from sam3.train.loss.loss_fns import Boxes, IABCEMdetr, Masks, SemanticSegCriterion
     from sam3.train.loss.sam3_loss import Sam3LossWrapper
     from sam3.train.matcher import BinaryHungarianMatcherV2, BinaryOneToManyMatcher
 
+    semantic = None
+    if weights.semantic_seg or weights.semantic_dice:
+        semantic = SemanticSegCriterion(
+            weight_dict={
+                "loss_semantic_seg": weights.semantic_seg,
+                "loss_semantic_dice": weights.semantic_dice,
+            }
+        )
     return Sam3LossWrapper(
         loss_fns_find=[
             Boxes(weight_dict={"loss_bbox": weights.box_l1, "loss_giou": weights.giou}),
@@ -76,6 +88,7 @@ def build_criterion(weights: LossWeights) -> nn.Module:
         o2m_matcher=BinaryOneToManyMatcher(alpha=0.3, threshold=0.4, topk=4),
         o2m_weight=2.0,
         use_o2m_matcher_on_o2m_aux=False,
+        loss_fn_semantic_seg=semantic,
         scale_by_find_batch_size=True,
     )
 

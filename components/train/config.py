@@ -28,6 +28,13 @@ class LossWeights(BaseModel):
     presence: float = 20.0
     mask_focal: float = 200.0
     mask_dice: float = 10.0
+    semantic_seg: float = Field(
+        default=0.0,
+        ge=0,
+        description="the official semantic-segmentation criterion (the mask head's per-pixel map of every "
+        "instance of the phrase, empty for an absent phrase): its BCE weight; 0 leaves it out",
+    )
+    semantic_dice: float = Field(default=0.0, ge=0, description="the same criterion's dice weight")
 
 
 class TrackerLossWeights(BaseModel):

@@ -1,4 +1,4 @@
-"""Threshold-free diagnostics: recognition AUC and top-detection mask IoU, on hand-made cases."""
+"""Threshold-free diagnostics: recognition AUC, top-detection mask and box IoU, on hand-made cases."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ def test_perfect_ranking_and_masks(tmp_path: Path) -> None:
     d = diagnostics(_gt(tmp_path), preds)
     assert d["recognition_auc"] == 1.0 and d["top_detection_iou"] == 1.0
     assert d["top_detection_iou_over_50"] == 1.0 and d["max_score"] == 0.4
+    assert d["top_detection_box_iou"] == 1.0  # boxes from the masks where none is given
 
 
 def test_chance_ranking_and_a_missed_pair(tmp_path: Path) -> None:
@@ -50,3 +51,11 @@ def test_chance_ranking_and_a_missed_pair(tmp_path: Path) -> None:
     d = diagnostics(_gt(tmp_path), preds)
     assert d["recognition_auc"] == 0.5
     assert d["top_detection_iou"] == 0.25 and d["top_detection_iou_over_50"] == 0.0
+    assert d["top_detection_box_iou"] == 0.25
+
+
+def test_box_iou_reads_the_detection_box(tmp_path: Path) -> None:
+    """A detection with a good mask and a box beside its object: the box IoU tells them apart."""
+    preds = [{"image_id": 1, "score": 0.3, "segmentation": _rle(0, 10), "bbox": [10, 0, 10, 10]}]
+    d = diagnostics(_gt(tmp_path), preds)
+    assert d["top_detection_iou"] == 0.5 and d["top_detection_box_iou"] == 0.0  # pair 2: no detection

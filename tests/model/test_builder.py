@@ -105,3 +105,31 @@ def test_tiny_model_forward_is_finite(tiny_model: nn.Module, records: list[Media
     assert out["pred_masks"].shape == (q, n, 64, 64)  # 4x the 16x16 patch grid
     for key in ("pred_logits", "pred_boxes", "presence_logit_dec", "pred_masks"):
         assert torch.isfinite(out[key]).all(), key
+
+
+def test_decoder_queries_start_on_a_grid_attending_inside_their_boxes() -> None:
+    """Fresh reference boxes tile the image (every feature cell lies in a box); each query's image
+    cross-attention bias is near 0 inside its box and well below outside it; both are start values only."""
+    cfg = ModelConfig.preset("tiny112")
+    torch.manual_seed(0)
+    decoder = build_model(cfg).transformer.decoder
+    boxes = decoder.reference_points.weight.detach().sigmoid()  # (Q, 4) cx, cy, w, h
+    side = cfg.feature_size
+    centres = (torch.arange(side) + 0.5) / side
+    x0, x1 = boxes[:, 0] - boxes[:, 2] / 2, boxes[:, 0] + boxes[:, 2] / 2
+    y0, y1 = boxes[:, 1] - boxes[:, 3] / 2, boxes[:, 1] + boxes[:, 3] / 2
+    inside_x = (centres[None] > x0[:, None]) & (centres[None] < x1[:, None])  # (Q, side)
+    inside_y = (centres[None] > y0[:, None]) & (centres[None] < y1[:, None])
+    inside = inside_y[:, :, None] & inside_x[:, None, :]  # (Q, side, side)
+    assert (inside.sum(0) >= 1).all()
+
+    with torch.no_grad():
+        bias = decoder._get_rpb_matrix(boxes[:, None], (side, side))[0]  # (heads, Q, side*side)
+    inside = inside.flatten(1)[None].expand_as(bias)
+    assert float(bias[inside].abs().mean()) < 1.0
+    assert float(bias[~inside].mean()) < float(bias[inside].mean()) - 3.0
+
+    released = build_model(cfg.model_copy(update={"query_grid": False, "decoder_locality": 0.0}))
+    spread = released.transformer.decoder.reference_points.weight.detach().sigmoid()
+    assert float(spread[:, 2:].mean()) > 0.3  # random boxes about half the image wide
+    assert set(released.state_dict()) == set(build_model(cfg).state_dict())

@@ -59,7 +59,7 @@ def test_unexpected_keys_and_shapes_are_listed_and_counted(tiny_model: nn.Module
     message = str(refused.value)
     assert "7 unexpected keys (extra.0, extra.1, extra.2, extra.3, extra.4, ... 2 more)" in message
     assert (
-        "1 shape mismatches (transformer.decoder.query_embed.weight: checkpoint (3, 3) vs model (20, 64))"
+        "1 shape mismatches (transformer.decoder.query_embed.weight: checkpoint (3, 3) vs model (36, 64))"
         in message
     )
 

@@ -30,7 +30,8 @@ def _batch(records: list[MediaRecord], queries: int = 4, exemplar_prob: float = 
 def test_loss_and_terms(records: list[MediaRecord]) -> None:
     torch.manual_seed(0)
     model = build_model("tiny112").train()
-    total, terms = forward_and_loss(model, _batch(records, exemplar_prob=0.5), build_criterion(LossWeights()))
+    weights = LossWeights(semantic_seg=20.0, semantic_dice=30.0)  # every term, the optional one included
+    total, terms = forward_and_loss(model, _batch(records, exemplar_prob=0.5), build_criterion(weights))
     assert total.ndim == 0 and total.requires_grad and math.isfinite(total.item())
     assert terms["total"] == pytest.approx(total.item())
     assert set(MAIN_TERMS.values()) <= set(terms)
@@ -39,6 +40,15 @@ def test_loss_and_terms(records: list[MediaRecord]) -> None:
     total.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+    semantic_head = model.segmentation_head.semantic_seg_head.weight.grad
+    assert semantic_head is not None and semantic_head.abs().sum() > 0
+
+
+def test_the_semantic_criterion_is_off_by_default(records: list[MediaRecord]) -> None:
+    torch.manual_seed(0)
+    model = build_model("tiny112").train()
+    _, terms = forward_and_loss(model, _batch(records), build_criterion(LossWeights()))
+    assert "loss_semantic_seg" not in terms and "loss_mask" in terms
 
 
 def test_weights_scale_their_terms(records: list[MediaRecord]) -> None:
