@@ -9,16 +9,17 @@ instance is. What the data does not tell stays unknown (weight 0): the loss
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from components.model.batch import TensorBatch, decode_image
+
 
 @dataclass
-class AlignBatch:
+class AlignBatch(TensorBatch):
     """Images, the batch's phrases, per pair a label and whether it is known, and per pair and feature
     cell what the data says there: ``where`` (the share of the cell showing the phrase) counts with weight
     ``where_weight`` (0 where the data does not tell)."""
@@ -34,18 +35,6 @@ class AlignBatch:
     @property
     def num_images(self) -> int:
         return len(self.media_ids)
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> AlignBatch:
-        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
-
-    def pin_memory(self) -> AlignBatch:
-        return self._map(lambda t: t.pin_memory())
-
-    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> AlignBatch:
-        from components.model.batch import map_tensors
-
-        mapped: AlignBatch = map_tensors(self, fn)  # every tensor field; the phrases and ids as they are
-        return mapped
 
 
 def pair_answers(
@@ -120,7 +109,6 @@ def records_to_align_batch(
       circle is not a blue one); the background stays unknown, since unlisted instances may be there.
     """
     from components.errors import DataError
-    from components.model.batch import decode_image
 
     images = [r for r in records if r.kind == "image"]
     if not images:

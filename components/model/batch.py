@@ -19,7 +19,7 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import cv2
 import numpy as np
@@ -38,8 +38,21 @@ IMAGE_STD = 0.5
 DICT_KEY = "all"
 
 
+class TensorBatch:
+    """A dataclass batch whose tensors move together, wherever they sit in its fields: ``to`` a device,
+    and ``pin_memory`` (called by ``DataLoader(pin_memory=True)``); everything else stays as it is."""
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Self:
+        moved: Self = map_tensors(self, lambda t: t.to(device, non_blocking=non_blocking))
+        return moved
+
+    def pin_memory(self) -> Self:
+        pinned: Self = map_tensors(self, lambda t: t.pin_memory())
+        return pinned
+
+
 @dataclass
-class ModelBatch:
+class ModelBatch(TensorBatch):
     """One batch: ``data`` is the model's forward input; ``data.find_targets`` hold the loss targets.
 
     ``data.img_batch``: (I, 3, R, R) float images; ``data.find_inputs[0]``: one find
@@ -58,16 +71,6 @@ class ModelBatch:
     @property
     def num_queries(self) -> int:
         return len(self.query_ids)
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> ModelBatch:
-        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
-
-    def pin_memory(self) -> ModelBatch:
-        """Called by ``DataLoader(pin_memory=True)``."""
-        return self._map(lambda t: t.pin_memory())
-
-    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> ModelBatch:
-        return dataclasses.replace(self, data=map_tensors(self.data, fn))
 
 
 def map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:

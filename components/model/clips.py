@@ -19,9 +19,8 @@ divided by the number of tracked (object, frame) pairs.
 
 from __future__ import annotations
 
-import dataclasses
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +29,7 @@ import torch
 from pycocotools import mask as mask_utils
 
 from components.errors import DataError
-from components.model.batch import decode_frame, resize_mask
+from components.model.batch import TensorBatch, decode_frame, resize_mask
 from components.model.compat import ensure_compat
 from components.model.video import FrameOutput, Prompt
 from components.schemas import MediaRecord
@@ -57,25 +56,8 @@ class Clip:
 
 
 @dataclass
-class ClipBatch:
+class ClipBatch(TensorBatch):
     clips: list[Clip]
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> ClipBatch:
-        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
-
-    def pin_memory(self) -> ClipBatch:
-        return self._map(lambda t: t.pin_memory())
-
-    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> ClipBatch:
-        clips = []
-        for c in self.clips:
-            groups = [dataclasses.replace(g, prompt=_map_prompt(g.prompt, fn)) for g in c.groups]
-            clips.append(Clip(c.media_id, fn(c.frames), fn(c.targets), groups))
-        return ClipBatch(clips)
-
-
-def _map_prompt(p: Prompt, fn: Callable[[torch.Tensor], torch.Tensor]) -> Prompt:
-    return Prompt(*(None if t is None else fn(t) for t in (p.masks, p.points, p.labels)))
 
 
 # -- records -> clips ------------------------------------------------------------------
