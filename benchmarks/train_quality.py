@@ -97,8 +97,7 @@ def check_variant(label: str, variant: Any) -> dict[str, Any]:
             f"variant {label!r}: {unknown} are not image stages; use {list(IMAGE_STAGES)} (or {MODEL_KEY!r})"
         )
     try:
-        with model_overrides(variant.get(MODEL_KEY) or {}):
-            pass
+        overridden_presets(variant.get(MODEL_KEY) or {})
     except (ValidationError, TypeError) as exc:
         raise ConfigError(f"variant {label!r}: {MODEL_KEY}: {exc}") from None
     for stage, overrides in variant.items():
@@ -118,13 +117,17 @@ def check_variant(label: str, variant: Any) -> dict[str, Any]:
     return variant
 
 
+def overridden_presets(fields: dict[str, Any]) -> dict[str, ModelConfig]:
+    """Every model preset with ``fields`` changed (pydantic's ValidationError names a bad field)."""
+    return {name: ModelConfig.model_validate(p.model_dump() | fields) for name, p in PRESETS.items()}
+
+
 @contextmanager
 def model_overrides(fields: dict[str, Any]) -> Iterator[None]:
     """Every model preset with ``fields`` changed, until the block ends."""
     saved = dict(PRESETS)
     try:
-        for name, preset in saved.items():
-            PRESETS[name] = ModelConfig.model_validate(preset.model_dump() | fields)
+        PRESETS.update(overridden_presets(fields))
         yield
     finally:
         PRESETS.update(saved)
