@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from components.errors import ConfigError
-from components.model.compat import ensure_compat
+from components.model.compat import ensure_compat, no_recompute
 from components.model.config import ModelConfig
 from components.model.decoder_init import grid_reference_boxes, local_box_attention
 
@@ -163,6 +163,8 @@ def _build(cfg: ModelConfig, tokenizer: Callable[..., torch.Tensor], tracker_nec
         grid_reference_boxes(transformer.decoder)
     if cfg.decoder_locality > 0:
         local_box_attention(transformer.decoder, cfg.decoder_locality)
+    if not cfg.activation_checkpointing:
+        no_recompute(transformer)
     prompt_mlp = MLP(
         input_dim=cfg.d_model,
         hidden_dim=cfg.dim_feedforward,
@@ -183,6 +185,7 @@ def _build(cfg: ModelConfig, tokenizer: Callable[..., torch.Tensor], tracker_nec
         use_instance_query=False,
         multimask_output=True,
         inst_interactive_predictor=None,
+        use_act_checkpoint_seg_head=cfg.activation_checkpointing,
         # the released training recipe's matcher; Sam3Image matches inside forward() in training
         matcher=BinaryHungarianMatcherV2(
             focal=True, cost_class=2.0, cost_bbox=5.0, cost_giou=2.0, alpha=0.25, gamma=2, stable=False
@@ -269,7 +272,7 @@ def _encoder(cfg: ModelConfig) -> nn.Module:
         d_model=cfg.d_model,
         num_feature_levels=1,
         frozen=False,
-        use_act_checkpoint=True,  # asserted by the encoder in training mode
+        use_act_checkpoint=True,  # asserted in training; off per module in _build where the preset says
         add_pooled_text_to_img_feat=False,
         pool_text_with_mask=True,
     )
@@ -302,7 +305,7 @@ def _decoder(cfg: ModelConfig) -> nn.Module:
         dac_use_selfatt_ln=True,
         resolution=cfg.resolution,
         stride=cfg.vision.patch_size,
-        use_act_checkpoint=True,  # asserted by the decoder in training mode
+        use_act_checkpoint=True,  # asserted in training; off per module in _build where the preset says
         presence_token=True,
     )
 

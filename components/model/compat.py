@@ -26,6 +26,11 @@ where CUDA (and Triton) work:
 - ``Sam3LossWrapper``'s default ``"global"`` normalisation all-reduces, which
   needs a process group: without one it normalises locally, which is the same
   number for a single process.
+- The transformer encoder and decoder assert that activation checkpointing is
+  on in training and always recompute their layers in backward. Modules marked
+  by ``no_recompute()`` (the builder marks them where the preset turns
+  checkpointing off) run without it: the same values and gradients, one forward
+  pass less. Unmarked modules, as every ``full`` model's, are untouched.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from torch.overrides import TorchFunctionMode
 log = logging.getLogger(__name__)
 
 _MARK = "__sam3_pipeline_compat__"
+_NO_RECOMPUTE = "_sam3_pipeline_no_recompute"
 _applied = False
 
 
@@ -63,6 +69,7 @@ def ensure_compat() -> None:
     _patch_edt()
     _patch_text_init()
     _patch_loss_normalisation()
+    _patch_recompute()
     _applied = True
     log.debug("sam3 compatibility patches applied (cuda=%s)", torch.cuda.is_available())
 
@@ -270,3 +277,31 @@ def _patch_loss_normalisation() -> None:
         return _get_num_boxes
 
     _patch(Sam3LossWrapper, "_get_num_boxes", make)
+
+
+def no_recompute(module: torch.nn.Module) -> None:
+    """Run ``module`` and everything in it without activation checkpointing, where the official code would
+    force it (the transformer encoder's and decoder's layers and box-RPB MLPs)."""
+    for sub in module.modules():
+        setattr(sub, _NO_RECOMPUTE, True)
+
+
+def _patch_recompute() -> None:
+    from sam3.model import decoder, encoder
+
+    def make(wrapper_factory: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(wrapper_factory)
+        def activation_ckpt_wrapper(module: Any) -> Callable[..., Any]:
+            wrapped = wrapper_factory(module)
+            if not getattr(module, _NO_RECOMPUTE, False):
+                return wrapped
+
+            def call(*args: Any, act_ckpt_enable: bool = True, **kwargs: Any) -> Any:
+                return wrapped(*args, act_ckpt_enable=False, **kwargs)
+
+            return call
+
+        return activation_ckpt_wrapper
+
+    for owner in (encoder, decoder):
+        _patch(owner, "activation_ckpt_wrapper", make)

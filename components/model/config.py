@@ -107,8 +107,8 @@ class ModelConfig(_Config):
     dropout: float = Field(default=0.1, ge=0, lt=1)
     activation_checkpointing: bool = Field(
         default=True,
-        description="recompute activations in backward in the ViT, text encoder, geometry encoder and mask "
-        "head (the transformer encoder and decoder always do: they assert it in training)",
+        description="recompute activations in backward in the ViT, text encoder, geometry encoder, mask "
+        "head, transformer encoder and decoder (off: those two run without it, components.model.compat)",
     )
     vision: VisionConfig
     text: TextConfig

@@ -133,3 +133,38 @@ def test_decoder_queries_start_on_a_grid_attending_inside_their_boxes() -> None:
     spread = released.transformer.decoder.reference_points.weight.detach().sigmoid()
     assert float(spread[:, 2:].mean()) > 0.3  # random boxes about half the image wide
     assert set(released.state_dict()) == set(build_model(cfg).state_dict())
+
+
+def test_a_preset_without_checkpointing_recomputes_nothing_and_gets_the_same_gradients(
+    records: list[MediaRecord], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch.utils.checkpoint as checkpoint
+
+    from components.model.loss import build_criterion, forward_and_loss
+    from components.train.config import LossWeights
+
+    calls = []
+    original = checkpoint.checkpoint
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "checkpoint", counting)
+    batch = records_to_batch(
+        records, resolution=TINY_RESOLUTION, max_queries_per_image=3, exemplar_prob=0.0, rng=random.Random(0)
+    )
+    gradients, recomputed = [], []
+    for recompute in (True, False):
+        cfg = PRESETS["tiny112"].model_copy(update={"activation_checkpointing": recompute})
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        calls.clear()
+        total, _ = forward_and_loss(model, batch, build_criterion(LossWeights()))
+        total.backward()
+        recomputed.append(len(calls))
+        gradients.append({k: p.grad for k, p in model.named_parameters() if p.grad is not None})
+    assert recomputed[0] > 0 and recomputed[1] == 0  # the encoder, decoder and mask head too
+    assert gradients[0].keys() == gradients[1].keys()
+    for key, grad in gradients[0].items():
+        torch.testing.assert_close(gradients[1][key], grad, rtol=1e-4, atol=1e-6, msg=key)

@@ -117,7 +117,7 @@ def test_pretrain_is_optional_and_first() -> None:
     doc = yaml.safe_load(DEFAULT_CONFIG.read_text())
     with_pretrain = PipelineConfig.parse(yaml.safe_dump(doc))
     assert with_pretrain.stages()[0] == "pretrain" and with_pretrain.pretrain is not None
-    assert with_pretrain.pretrain.gate.recognition_AUC == 0.7
+    assert with_pretrain.pretrain.gate.recognition_AUC == 0.75
     without = PipelineConfig.parse(yaml.safe_dump({k: v for k, v in doc.items() if k != "pretrain"}))
     assert without.pretrain is None and without.stages() == ["detector", "presence", "tracker", "joint"]
     with pytest.raises(ConfigError, match="unknown stage 'pretrain'"):
@@ -146,7 +146,7 @@ def test_train_config_sets_the_pretrain_stages_eval_dataset() -> None:
     gold = "s3://sam3/datasets/shapes-gold/v1"
     train = cfg.train_config("pretrain", "s3://sam3/datasets/shapes/v1", eval_dataset=gold)
     assert train.align and train.eval_dataset == gold and train.init is None
-    assert train.steps == 300 and train.batch_size == 16 and train.optim.schedule == "cosine"
+    assert train.steps == 600 and train.batch_size == 16 and train.optim.schedule == "cosine"
     assert cfg.train_config("pretrain", "s3://sam3/datasets/shapes/v1", eval_dataset="").eval_dataset is None
     detector = cfg.train_config("detector", "s3://sam3/datasets/shapes/v1", init="s3://sam3/runs/r/pretrain")
     assert not detector.align and detector.eval_dataset is None

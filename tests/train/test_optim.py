@@ -90,3 +90,9 @@ def test_tracker_stage_freezes_the_detector_unless_it_has_a_learning_rate() -> N
     assert all(id(named[n]) not in detector for n in named if n.startswith("tracker.") or ".sam2_convs." in n)
     trainable(model, "joint", OptimConfig())
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_adamw_runs_fused_on_the_cpu() -> None:
+    # one kernel for every parameter instead of a loop over tensors (benchmarks/train_step.py)
+    optimizer, _ = build_optimizer(build_model("tiny112"), OptimConfig(lr=1e-3))
+    assert all(group["fused"] for group in optimizer.param_groups)
