@@ -116,8 +116,9 @@ def build_optimizer(
     if not groups:
         raise ValueError("no trainable parameters")
     params = [p for g in groups for p in g["params"]]  # type: ignore[attr-defined]
-    # one fused kernel per step where PyTorch has it (CPU and CUDA): on 2 CPU cores the per-tensor loop took
-    # 30-50 ms of a 0.35 s stage-0 step, the fused kernel 9 ms (benchmarks/train_step.py)
+    # one fused kernel per step where PyTorch has it (CPU and CUDA): for the stage-0 model on one CPU thread
+    # the per-tensor loop took 30-50 ms per step, the fused kernel 9 ms; a whole stage-0 run takes 0.86 of
+    # the time (benchmarks/train_step.py)
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
     optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.999), eps=1e-8, fused=fused)
     if cfg.schedule == "cosine":
