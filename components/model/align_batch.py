@@ -3,13 +3,14 @@
 Per (image, phrase) pair: present or absent, from the image's queries closed
 under the concept ontology. Per (image, phrase, feature cell): whether the cell
 shows the phrase, from the instances' masks and from what the data says each
-instance is. What the data does not tell stays unknown (weight 0): the loss
-(components.model.align.alignment_loss) leaves it out.
+instance is. Per (instance, phrase): whether the instance is one of the phrase,
+from what the data says it is. What the data does not tell stays unknown
+(weight 0): the loss (components.model.align.alignment_loss) leaves it out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,10 @@ from components.model.batch import TensorBatch, decode_image
 class AlignBatch(TensorBatch):
     """Images, the batch's phrases, per pair a label and whether it is known, and per pair and feature
     cell what the data says there: ``where`` (the share of the cell showing the phrase) counts with weight
-    ``where_weight`` (0 where the data does not tell)."""
+    ``where_weight`` (0 where the data does not tell); per instance whose attributes the data tells, where
+    it lies on the feature grid (``instance_cover``, the share of each cell it covers), its image
+    (``instance_image``), and per phrase whether it is one (``instance_labels``, known where
+    ``instance_known``)."""
 
     images: torch.Tensor  # (B, 3, R, R)
     phrases: list[str]
@@ -31,6 +35,11 @@ class AlignBatch(TensorBatch):
     where: torch.Tensor  # (B, P, h, w) float in [0, 1]
     where_weight: torch.Tensor  # (B, P, h, w) float in [0, 1]
     media_ids: list[str]
+    # per instance (N of them): (N, h, w) cover, (N,) image index, (N, P) float 0/1 labels, (N, P) bool known
+    instance_cover: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 1, 1))
+    instance_image: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    instance_labels: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 0))
+    instance_known: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 0, dtype=torch.bool))
 
     @property
     def num_images(self) -> int:
@@ -107,6 +116,10 @@ def records_to_align_batch(
     - any other phrase with attributes in the ontology: the cells of each instance whose attributes the
       data tells (``instance_attributes``) show it or not, by those attributes (single-valued: a red
       circle is not a blue one); the background stays unknown, since unlisted instances may be there.
+
+    Per instance (those whose attributes the data tells), the same answers once for the whole instance:
+    the loss then scores the instance's features pooled over its cells, so no single cell has to tell a
+    shape from the fragment of the outline it sees.
     """
     from components.errors import DataError
 
@@ -125,6 +138,10 @@ def records_to_align_batch(
     shape = (len(images), len(phrases))
     labels, known = np.zeros(shape, np.float32), np.zeros(shape, bool)
     where, weight = np.zeros((*shape, grid, grid), np.float32), np.zeros((*shape, grid, grid), np.float32)
+    covers: list[np.ndarray] = []
+    owners: list[int] = []
+    instance_labels: list[np.ndarray] = []
+    instance_known: list[np.ndarray] = []
     for i, ((present, absent), record) in enumerate(zip(answers, images, strict=True)):
         labels[i, [column[p] for p in present]] = 1.0
         known[i, [column[p] for p in present | absent]] = True
@@ -143,6 +160,12 @@ def records_to_align_batch(
             matched = np.array([[a is True for a in row] for row in answer], np.float32)
             weight[i] = (decided[:, :, None, None] * stack).max(1)
             where[i] = (matched[:, :, None, None] * stack).max(1)
+            for k in range(len(objects)):
+                if stack[k].sum() > 0 and decided[:, k].any():
+                    covers.append(stack[k])
+                    owners.append(i)
+                    instance_labels.append(matched[:, k])
+                    instance_known.append(decided[:, k] > 0)
         gone = [column[p] for p in absent]
         where[i, gone], weight[i, gone] = 0.0, 1.0
         for query in record.queries:
@@ -161,4 +184,8 @@ def records_to_align_batch(
         torch.from_numpy(where),
         torch.from_numpy(weight),
         [r.media_id for r in images],
+        torch.from_numpy(np.stack(covers) if covers else np.zeros((0, grid, grid), np.float32)),
+        torch.tensor(owners, dtype=torch.long),
+        torch.from_numpy(np.stack(instance_labels) if covers else np.zeros((0, len(phrases)), np.float32)),
+        torch.from_numpy(np.stack(instance_known) if covers else np.zeros((0, len(phrases)), bool)),
     )

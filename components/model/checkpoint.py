@@ -31,6 +31,9 @@ TRACKER_NECK = ".sam2_convs."
 BACKBONE = "backbone."
 ALIGN_HEAD = "align."
 """Keys of stage 0's checkpoints (components.model.align): the detector's backbone, and the head it drops."""
+ADDED_LATER = {"align.instance_bias": "stage 0's per-instance term, newer than the first stage-0 checkpoints"}
+"""Parameters a checkpoint from an earlier version may lack: such a checkpoint loads, and they keep the value
+the model starts with."""
 
 
 def normalize_state_dict(state_dict: Mapping[str, object], video: bool = False) -> dict[str, torch.Tensor]:
@@ -76,6 +79,9 @@ def load_weights(
     if not any(TRACKER_NECK in k for k in current):
         weights = {k: v for k, v in weights.items() if TRACKER_NECK not in k}
     expected = {k: v for k, v in current.items() if not k.endswith(RECOMPUTED)}
+    for key in ADDED_LATER.keys() & expected.keys() - weights.keys():
+        log.info("%s has no %s (%s): it keeps its starting value", source, key, ADDED_LATER[key])
+        weights[key] = expected[key]
     _check_fit(weights, expected, f"{source} does not fit this model")
     model.load_state_dict(weights, strict=False)
     log.info("loaded %d tensors from %s", len(weights), source)

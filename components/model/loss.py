@@ -154,8 +154,11 @@ def _losses(
     if isinstance(batch, AlignBatch):
         weights = criteria.align or AlignLossWeights()
         aligner: Any = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-        logits, local = aligner.score(batch.images, batch.phrases)
-        total, terms = alignment_loss(logits, local, batch, weights.pair, weights.local)
+        instances = (batch.instance_cover, batch.instance_image) if weights.instance > 0 else None
+        scores = aligner.score(batch.images, batch.phrases, instances)
+        total, terms = alignment_loss(
+            scores.pair, scores.local, batch, weights.pair, weights.local, scores.instance, weights.instance
+        )
         return {"total": total, **terms}
     if isinstance(batch, ClipBatch):
         if criteria.tracker is None:

@@ -49,7 +49,7 @@ class TrackerLossWeights(BaseModel):
 
 
 class AlignLossWeights(BaseModel):
-    """Stage 0 (components.model.align.alignment_loss): the per-pair term and the per-location term."""
+    """Stage 0 (components.model.align.alignment_loss): the per-pair, per-location and per-instance terms."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -58,6 +58,14 @@ class AlignLossWeights(BaseModel):
         default=1.0,
         ge=0,
         description="per location, for the pairs whose instances the data lists exhaustively (0: off)",
+    )
+    # off unless a config sets it: on the embedded default it raises recognition (stage 0's and the
+    # detector's) and costs the detector's boxes some IoU, more the heavier it weighs; local.yaml sets 0.3
+    # (docs/results.md)
+    instance: float = Field(
+        default=0.0,
+        ge=0,
+        description="per instance whose attributes the data tells, its cells pooled (0: off)",
     )
 
 

@@ -66,6 +66,62 @@ def test_cells_are_labelled_by_what_each_instance_is(images: list[MediaRecord]) 
                 assert batch.where[i, j].sum() > 0 and bool((batch.where_weight[i, j] == 1).all())
 
 
+def test_instances_are_labelled_by_what_each_is(images: list[MediaRecord]) -> None:
+    ontology = build_ontology()
+    batch = records_to_align_batch(images, resolution=112, grid=GRID, ontology=ontology)
+    things = [instance_attributes(r, ontology) for r in images]
+    assert len(batch.instance_image) == sum(len(t) for t in things)
+    assert batch.instance_cover.shape == (len(batch.instance_image), GRID, GRID)
+    assert bool((batch.instance_cover.flatten(1).sum(1) > 0).all())
+    per_phrase = (len(batch.instance_image), len(batch.phrases))
+    assert batch.instance_labels.shape == batch.instance_known.shape == per_phrase
+    column = {p: j for j, p in enumerate(batch.phrases)}
+    for n, i in enumerate(batch.instance_image.tolist()):
+        # an instance is one of exactly one bare shape, and each bare shape is known for it
+        shapes = [s for s in ("circle", "square", "triangle", "diamond") if s in column]
+        labels = [float(batch.instance_labels[n, column[s]]) for s in shapes]
+        assert all(bool(batch.instance_known[n, column[s]]) for s in shapes)
+        assert sum(labels) <= 1
+        # its cells show, per phrase, what the instance is where the cell is mostly this instance
+        inside = batch.instance_cover[n] > 0.99
+        for j in range(len(batch.phrases)):
+            if batch.instance_known[n, j] and batch.instance_labels[n, j] == 1:
+                assert bool((batch.where[i, j][inside] > 0.99).all())
+    without = records_to_align_batch(images, resolution=112, grid=GRID)  # no ontology: no instance tells
+    assert len(without.instance_image) == 0 and without.instance_labels.shape == (0, len(without.phrases))
+
+
+def test_the_instance_term_pools_each_instances_cells() -> None:
+    torch.manual_seed(0)
+    model = build_alignment_model("tiny112")
+    images = torch.randn(2, 3, 112, 112)
+    cover = torch.zeros(3, GRID, GRID)
+    cover[0, :4, :4] = 1.0
+    cover[1, 8:, 8:] = 0.5
+    cover[2] = 1.0
+    owner = torch.tensor([0, 1, 1])
+    scores = model.score(images, ["red circle", "square"], (cover, owner))
+    assert scores.instance is not None and scores.instance.shape == (3, 2)
+    # the same instance alone, or with its image duplicated, scores the same
+    alone = model.score(images[1:], ["red circle", "square"], (cover[1:2], torch.tensor([0])))
+    assert alone.instance is not None
+    torch.testing.assert_close(alone.instance[0], scores.instance[1])
+    labels = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    known = torch.tensor([[True, True], [True, False], [True, True]])
+    batch = _batch([[1.0, 0.0], [0.0, 1.0]], [[True, True], [True, True]])
+    batch.instance_cover, batch.instance_image = cover, owner
+    batch.instance_labels, batch.instance_known = labels, known
+    logits = scores.instance.detach().requires_grad_(True)
+    loss, terms = alignment_loss(scores.pair, scores.local, batch, 0.0, 0.0, logits, 1.0)
+    loss.backward()
+    assert set(terms) == {"align_pair", "align_instance", "align_acc"}
+    assert logits.grad is not None
+    assert logits.grad[0, 0] < 0 < logits.grad[0, 1]  # instance 0 is a "red circle", not a "square"
+    assert logits.grad[1, 1] == 0  # unknown: left out
+    with pytest.raises(ValueError, match="per-instance logits"):
+        alignment_loss(scores.pair, scores.local, batch, local_weight=0.0, instance_weight=1.0)
+
+
 def test_without_an_ontology_only_queried_pairs_count(images: list[MediaRecord]) -> None:
     batch = records_to_align_batch(images, resolution=112, grid=GRID)
     queried = {(i, q.noun_phrase) for i, r in enumerate(images) for q in r.queries}
@@ -110,5 +166,37 @@ def test_the_alignment_model_carries_the_detectors_backbone_keys() -> None:
     detector = {k for k in build_model("tiny112").state_dict() if k.startswith("backbone.")}
     assert aligned == detector
     images = torch.zeros(2, 3, 112, 112)
-    logits, local = build_alignment_model("tiny112").score(images, ["red circle", "square", "blue diamond"])
-    assert logits.shape == (2, 3) and local.shape == (2, 3, GRID, GRID)
+    scores = build_alignment_model("tiny112").score(images, ["red circle", "square", "blue diamond"])
+    assert scores.pair.shape == (2, 3) and scores.local.shape == (2, 3, GRID, GRID)
+    assert scores.instance is None
+
+
+def test_the_stage_trains_the_instance_term_only_when_its_weight_is_set(images: list[MediaRecord]) -> None:
+    from components.model.loss import Criteria, forward_and_loss
+    from components.train.config import AlignLossWeights
+
+    torch.manual_seed(0)
+    model = build_alignment_model("tiny112")
+    batch = records_to_align_batch(images, resolution=112, grid=GRID, ontology=build_ontology())
+    criterion = torch.nn.Identity()  # stage 0 has no image criterion
+    _, default = forward_and_loss(model, batch, Criteria(criterion, align=AlignLossWeights()))
+    assert "align_instance" not in default  # off unless a config sets it
+    total, terms = forward_and_loss(model, batch, Criteria(criterion, align=AlignLossWeights(instance=2.0)))
+    assert terms["align_instance"] > 0
+    assert terms["total"] == pytest.approx(default["total"] + 2.0 * terms["align_instance"], rel=1e-4)
+    total.backward()
+    assert model.align.instance_bias.grad is not None  # the term reaches the loss's graph
+
+
+def test_a_stage0_checkpoint_from_before_the_instance_term_still_loads() -> None:
+    from components.errors import DataError
+    from components.model.checkpoint import load_weights
+
+    saved = build_alignment_model("tiny112").state_dict()
+    old = {k: v for k, v in saved.items() if k != "align.instance_bias"}
+    model = build_alignment_model("tiny112")
+    load_weights(model, old, "old.safetensors")  # every other key must still match
+    assert float(model.align.instance_bias) == -1.0
+    torch.testing.assert_close(model.align.local_bias, saved["align.local_bias"])
+    with pytest.raises(DataError, match="does not fit"):  # any other missing key is still refused
+        load_weights(model, {k: v for k, v in old.items() if k != "align.local_bias"}, "bad.safetensors")

@@ -118,6 +118,9 @@ def test_pretrain_is_optional_and_first() -> None:
     with_pretrain = PipelineConfig.parse(yaml.safe_dump(doc))
     assert with_pretrain.stages()[0] == "pretrain" and with_pretrain.pretrain is not None
     assert with_pretrain.pretrain.gate.recognition_AUC == 0.75
+    # the embedded default scores whole instances in stage 0 too (docs/results.md); the field's default is off
+    assert with_pretrain.train_config("pretrain", "s3://b/datasets/d/0").align_loss.instance == 0.3
+    assert with_pretrain.train_config("detector", "s3://b/datasets/d/0").align_loss.instance == 0.0
     without = PipelineConfig.parse(yaml.safe_dump({k: v for k, v in doc.items() if k != "pretrain"}))
     assert without.pretrain is None and without.stages() == ["detector", "presence", "tracker", "joint"]
     with pytest.raises(ConfigError, match="unknown stage 'pretrain'"):
