@@ -175,7 +175,13 @@ def score(cfg: TrainConfig, checkpoint: str, data: Data, store: ObjectStore) -> 
         recognition = found.recognition or {}
         return {"recognition_auc": recognition["recognition_AUC"], "by_length": recognition["by_length"]}
     evaluation = evaluate_checkpoint(checkpoint, data.gold, [data.truth], store, out, history=history)
-    keep = ("recognition_auc", "top_detection_iou", "top_detection_box_iou", "max_score")
+    keep = (
+        "recognition_auc",
+        "top_detection_iou",
+        "top_detection_box_iou",
+        "top_detection_mask_box_iou",
+        "max_score",
+    )
     return {**evaluation.headline(), **{k: evaluation.diagnostics[k] for k in keep}}
 
 
@@ -270,6 +276,7 @@ STAGE_COLUMNS = (
     ("rec. AUC", "recognition_auc", ".3f"),
     ("top IoU", "top_detection_iou", ".3f"),
     ("top box IoU", "top_detection_box_iou", ".3f"),
+    ("its mask's box", "top_detection_mask_box_iou", ".3f"),
     ("max score", "max_score", ".3f"),
 )
 

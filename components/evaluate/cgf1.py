@@ -50,11 +50,16 @@ def evaluate_images(
     pred_path: Path,
     iou_type: IouType = "segm",
     workers: int | None = None,
+    score_threshold: float = SCORE_THRESHOLD,
 ) -> EvaluationResult:
     """SAM 3 image metrics of ``pred_path`` against one or more SA-Co ground-truth files.
 
     workers: processes for loading and matching (None: from the input size and CPUs).
+    score_threshold: the score a prediction needs to count; the SAM 3 protocol's 0.5 unless a
+    diagnostic asks where a model's scores would have needed it (benchmarks/score_thresholds.py).
     """
+    if not 0.0 < score_threshold <= 1.0:
+        raise ConfigError(f"score threshold {score_threshold} must lie in (0, 1]")
     if not gt_paths:
         raise ConfigError("evaluate needs at least one ground-truth file")
     if iou_type not in ("segm", "bbox"):
@@ -84,7 +89,7 @@ def evaluate_images(
         pred_path,
         len(gts),
     )
-    kept = pred_order[preds.scores[pred_order] >= SCORE_THRESHOLD]  # by pair, then category, then file order
+    kept = pred_order[preds.scores[pred_order] >= score_threshold]  # by pair, then category, then file order
     dt_starts = np.searchsorted(pred_pair[kept], np.arange(len(exhaustive) + 1))
     per_file = [
         _outcomes(gt, index[evaluated], preds, kept, dt_starts, evaluated, workers)
@@ -98,7 +103,7 @@ def evaluate_images(
         outcomes,
         unit="image",
         iou_type=iou_type,
-        score_threshold=SCORE_THRESHOLD,
+        score_threshold=score_threshold,
         gt_files=len(gts),
         excluded=len(exhaustive) - len(evaluated),
         predictions=len(preds.scores),

@@ -13,6 +13,9 @@ long before the model is useless. Two threshold-free numbers show the gap:
 - ``top_detection_box_iou``: the same detection's box IoU with its closest
   ground-truth box. The official classification loss pulls a matched query's
   probability toward its box IoU, so scores clear 0.5 only once boxes are good.
+- ``top_detection_mask_box_iou``: the box around the same detection's mask, against the
+  closest ground-truth box: above ``top_detection_box_iou`` when the box head lags the
+  mask head (the score then follows the worse of the two).
 
 Diagnostics only: gates use the SAM 3 metrics.
 """
@@ -40,7 +43,7 @@ def diagnostics(ground_truth: Path, predictions: list[dict[str, Any]]) -> dict[s
     for p in predictions:
         if p["image_id"] not in best or p["score"] > best[p["image_id"]]["score"]:
             best[p["image_id"]] = p
-    labels, scores, ious, box_ious = [], [], [], []
+    labels, scores, ious, box_ious, mask_box_ious = [], [], [], [], []
     for image in doc["images"]:
         pair = image["id"]
         top = best.get(pair)
@@ -50,23 +53,35 @@ def diagnostics(ground_truth: Path, predictions: list[dict[str, Any]]) -> dict[s
             if top is None:
                 ious.append(0.0)
                 box_ious.append(0.0)
+                mask_box_ious.append(0.0)
             else:
                 crowd = [0] * len(truth[pair])
                 ious.append(float(np.max(mask_utils.iou([top["segmentation"]], truth[pair], crowd))))
                 box_ious.append(float(np.max(mask_utils.iou([_box(top)], truth_boxes[pair], crowd))))
+                mask_box = [_mask_box(top["segmentation"])]
+                mask_box_ious.append(float(np.max(mask_utils.iou(mask_box, truth_boxes[pair], crowd))))
     return {
         "recognition_auc": _auc(np.array(labels), np.array(scores)),
         "top_detection_iou": float(np.mean(ious)) if ious else 0.0,
         "top_detection_iou_over_50": float(np.mean(np.array(ious) > 0.5)) if ious else 0.0,
         "top_detection_box_iou": float(np.mean(box_ious)) if box_ious else 0.0,
+        "top_detection_mask_box_iou": float(np.mean(mask_box_ious)) if mask_box_ious else 0.0,
         "max_score": float(max(scores, default=0.0)),
     }
 
 
 def _box(item: dict[str, Any]) -> list[float]:
-    """An annotation's or detection's box (x, y, w, h), from its mask where it has none."""
+    """An annotation's or detection's box (x, y, w, h, normalised to the image as SA-Co stores it), from
+    its mask where it has none."""
     box = item.get("bbox")
-    return list(box) if box else mask_utils.toBbox(item["segmentation"]).tolist()
+    return list(box) if box else _mask_box(item["segmentation"])
+
+
+def _mask_box(rle: dict[str, Any]) -> list[float]:
+    """The box around an RLE mask, normalised to the mask's size (x, y, w, h)."""
+    height, width = rle["size"]
+    x, y, w, h = mask_utils.toBbox(rle).tolist()
+    return [x / width, y / height, w / width, h / height]
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float:

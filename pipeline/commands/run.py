@@ -115,7 +115,8 @@ def print_summary(outcome: Outcome) -> None:
                 f"{s.stage} diagnostics: recognition AUC {d['recognition_auc']:.3f} (0.5 = chance), "
                 f"top-detection mask IoU {d['top_detection_iou']:.3f} "
                 f"({100 * d['top_detection_iou_over_50']:.0f}% of positive pairs > 0.5), "
-                f"its box IoU {d.get('top_detection_box_iou', 0.0):.3f}, "
+                f"its box IoU {d.get('top_detection_box_iou', 0.0):.3f} "
+                f"(its mask's box {d.get('top_detection_mask_box_iou', 0.0):.3f}), "
                 f"max score {d['max_score']:.3f} (0.5 counts)"
             )
     references = next((s.references for s in reversed(outcome.stages) if s.references), None)

@@ -55,7 +55,16 @@ def test_chance_ranking_and_a_missed_pair(tmp_path: Path) -> None:
 
 
 def test_box_iou_reads_the_detection_box(tmp_path: Path) -> None:
-    """A detection with a good mask and a box beside its object: the box IoU tells them apart."""
-    preds = [{"image_id": 1, "score": 0.3, "segmentation": _rle(0, 10), "bbox": [10, 0, 10, 10]}]
+    """A detection with a good mask and a box beside its object (boxes normalised to the image, as SA-Co
+    stores them): the box IoU tells them apart, and the box around the mask shows which head lags."""
+    preds = [{"image_id": 1, "score": 0.3, "segmentation": _rle(0, 10), "bbox": [0.5, 0, 0.5, 0.5]}]
     d = diagnostics(_gt(tmp_path), preds)
     assert d["top_detection_iou"] == 0.5 and d["top_detection_box_iou"] == 0.0  # pair 2: no detection
+    assert d["top_detection_mask_box_iou"] == 0.5
+
+
+def test_boxes_compare_in_image_units_whatever_the_mask_size(tmp_path: Path) -> None:
+    """A ground truth without a box (its mask's box, normalised) against a detection's normalised box."""
+    preds = [{"image_id": 1, "score": 0.3, "segmentation": _rle(0, 10), "bbox": [0.0, 0.0, 0.5, 0.5]}]
+    d = diagnostics(_gt(tmp_path), preds)
+    assert d["top_detection_box_iou"] == 0.5 and d["top_detection_mask_box_iou"] == 0.5

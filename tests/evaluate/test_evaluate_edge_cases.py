@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from components.errors import ConfigError
 from components.evaluate import evaluate_images, evaluate_videos
 from components.evaluate.matching import IOU_THRESHOLDS, matched_ious
 from tests.evaluate.saco_cases import rle, write_json
@@ -120,6 +121,19 @@ def test_score_threshold_is_inclusive(tmp_path: Path) -> None:
     dropped = evaluate_images([gt], write_json(tmp_path / "b.json", [pred(1, 0.4999999, A)]))
     assert kept.counts.IL_TP == 1 and kept.per_threshold.TP == [1] * 10
     assert dropped.counts.IL_FN == 1 and dropped.per_threshold.TP == [0] * 10
+
+
+def test_a_diagnostic_may_ask_for_another_score_threshold(tmp_path: Path) -> None:
+    """The protocol's 0.5 is the default; benchmarks/score_thresholds.py asks where scores would need it."""
+    gt = gt_file(tmp_path / "gt.json", {1: [{"segmentation": A}], 2: []})
+    preds = write_json(tmp_path / "p.json", [pred(1, 0.3, A), pred(2, 0.2, B)])
+    at_03 = evaluate_images([gt], preds, score_threshold=0.3)
+    assert at_03.score_threshold == 0.3
+    assert at_03.counts.IL_TP == 1 and at_03.counts.IL_TN == 1  # pair 2's 0.2 still falls below
+    assert evaluate_images([gt], preds).counts.IL_FN == 1
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="score threshold"):
+            evaluate_images([gt], preds, score_threshold=bad)
 
 
 def test_crowd_ground_truth_is_neither_matched_nor_counted(tmp_path: Path) -> None:
