@@ -30,7 +30,7 @@ from pycocotools import mask as mask_utils
 
 from components.errors import Sam3Error
 from components.evaluate.cgf1 import evaluate_images
-from components.evaluate.diagnostics import _box, _mask_box
+from components.evaluate.diagnostics import box_of, mask_box, top_detections
 
 SIZES = ((0, 300), (300, 900), (900, 1800), (1800, None))
 """Object area bins, in pixels of the ground truth's image (the synthetic gold images are 224 px)."""
@@ -40,10 +40,10 @@ def local(path: str, tmp: Path) -> Path:
     """A local copy of ``path`` (an ``s3://`` URI of the configured store), or the path itself."""
     if not path.startswith("s3://"):
         return Path(path)
-    from components.storage import ObjectStore, parse_uri
+    from components.storage import ObjectStore
 
     store = ObjectStore.from_env()
-    _, key = parse_uri(path)
+    key = store.key_of(path)  # refuses a URI outside the configured bucket
     out = tmp / Path(key).name
     out.write_bytes(store.get_bytes(key))
     return out
@@ -74,23 +74,20 @@ def localisation(truth: Path, predictions: Path) -> list[list[str]]:
     anns: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for a in doc["annotations"]:
         anns[a["image_id"]].append(a)
-    top: dict[int, dict[str, Any]] = {}
-    for p in json.loads(predictions.read_text()):
-        if p["image_id"] not in top or p["score"] > top[p["image_id"]]["score"]:
-            top[p["image_id"]] = p
+    top = top_detections(json.loads(predictions.read_text()))
     found: list[tuple[float, float, float, float]] = []
     for pair, objects in anns.items():
         p = top.get(pair)
         if p is None:
             continue
-        boxes = [_box(a) for a in objects]
+        boxes = [box_of(a) for a in objects]
         crowd = [0] * len(objects)
-        mask_box = mask_utils.iou([_mask_box(p["segmentation"])], boxes, crowd)[0]
-        k = int(np.argmax(mask_box))
-        box = float(mask_utils.iou([_box(p)], [boxes[k]], [0])[0][0])
+        around_mask = mask_utils.iou([mask_box(p["segmentation"])], boxes, crowd)[0]
+        k = int(np.argmax(around_mask))
+        box = float(mask_utils.iou([box_of(p)], [boxes[k]], [0])[0][0])
         mask = float(mask_utils.iou([p["segmentation"]], [objects[k]["segmentation"]], [0])[0][0])
         area = objects[k].get("area") or float(mask_utils.area(objects[k]["segmentation"]))
-        found.append((area, box, float(mask_box[k]), mask))
+        found.append((area, box, float(around_mask[k]), mask))
     rows = []
     table = np.array(found) if found else np.zeros((0, 4))
     for lo, hi in (*SIZES, (0, None)):

@@ -38,11 +38,8 @@ def diagnostics(ground_truth: Path, predictions: list[dict[str, Any]]) -> dict[s
     truth_boxes: dict[int, list[list[float]]] = defaultdict(list)
     for ann in doc.get("annotations", []):
         truth[ann["image_id"]].append(ann["segmentation"])
-        truth_boxes[ann["image_id"]].append(_box(ann))
-    best: dict[int, dict[str, Any]] = {}
-    for p in predictions:
-        if p["image_id"] not in best or p["score"] > best[p["image_id"]]["score"]:
-            best[p["image_id"]] = p
+        truth_boxes[ann["image_id"]].append(box_of(ann))
+    best = top_detections(predictions)
     labels, scores, ious, box_ious, mask_box_ious = [], [], [], [], []
     for image in doc["images"]:
         pair = image["id"]
@@ -57,9 +54,9 @@ def diagnostics(ground_truth: Path, predictions: list[dict[str, Any]]) -> dict[s
             else:
                 crowd = [0] * len(truth[pair])
                 ious.append(float(np.max(mask_utils.iou([top["segmentation"]], truth[pair], crowd))))
-                box_ious.append(float(np.max(mask_utils.iou([_box(top)], truth_boxes[pair], crowd))))
-                mask_box = [_mask_box(top["segmentation"])]
-                mask_box_ious.append(float(np.max(mask_utils.iou(mask_box, truth_boxes[pair], crowd))))
+                box_ious.append(float(np.max(mask_utils.iou([box_of(top)], truth_boxes[pair], crowd))))
+                around_mask = [mask_box(top["segmentation"])]
+                mask_box_ious.append(float(np.max(mask_utils.iou(around_mask, truth_boxes[pair], crowd))))
     return {
         "recognition_auc": _auc(np.array(labels), np.array(scores)),
         "top_detection_iou": float(np.mean(ious)) if ious else 0.0,
@@ -70,14 +67,23 @@ def diagnostics(ground_truth: Path, predictions: list[dict[str, Any]]) -> dict[s
     }
 
 
-def _box(item: dict[str, Any]) -> list[float]:
+def top_detections(predictions: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Each pair's (``image_id``'s) highest-scoring detection."""
+    best: dict[int, dict[str, Any]] = {}
+    for p in predictions:
+        if p["image_id"] not in best or p["score"] > best[p["image_id"]]["score"]:
+            best[p["image_id"]] = p
+    return best
+
+
+def box_of(item: dict[str, Any]) -> list[float]:
     """An annotation's or detection's box (x, y, w, h, normalised to the image as SA-Co stores it), from
     its mask where it has none."""
     box = item.get("bbox")
-    return list(box) if box else _mask_box(item["segmentation"])
+    return list(box) if box else mask_box(item["segmentation"])
 
 
-def _mask_box(rle: dict[str, Any]) -> list[float]:
+def mask_box(rle: dict[str, Any]) -> list[float]:
     """The box around an RLE mask, normalised to the mask's size (x, y, w, h)."""
     height, width = rle["size"]
     x, y, w, h = mask_utils.toBbox(rle).tolist()
