@@ -4,12 +4,17 @@ The job's handle is recorded in ``runs/<run_id>/<stage>/job.json`` as soon as
 the scheduler accepts it. When the caller (a KFP pod, a CLI) runs again for
 the same stage, it finds the record and, if the job is still alive, resumes
 watching it instead of submitting a second one; if the job is gone or failed,
-it submits a new one, which resumes from the stage's ``latest.json``. A stage
-whose last checkpoint already reached its step count is not run again.
+it submits a new one, which resumes from the stage's ``latest.json``. When the
+scheduler cannot be asked (no permission, unreachable, a handle it cannot
+read), the caller fails, naming the job: the job may still be training into
+the stage's checkpoints, and a second one must not join it. A stage whose last
+checkpoint already reached its step count is not run again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -112,7 +117,7 @@ def run_stage(
     role = app.roles[0].name
     started = time.time()
     with get_runner() as runner:
-        record = _alive(runner, store, record_key)
+        record = _alive(runner, store, record_key, cfg.stage)
         if record is None:
             previous = _read(store, record_key)
             handle = runner.schedule(_request(runner, app, cfg, resources, scheduler, cluster))
@@ -158,19 +163,42 @@ def _read(store: ObjectStore, key: str) -> JobRecord | None:
     return JobRecord.model_validate(store.get_json(key)) if store.exists(key) else None
 
 
-def _alive(runner: Any, store: ObjectStore, key: str) -> JobRecord | None:
-    """The recorded job, when the scheduler still knows it and it has not ended."""
+def _alive(runner: Any, store: ObjectStore, key: str, stage: str) -> JobRecord | None:
+    """The recorded job, when the scheduler still knows it and it has not ended; None when there is no
+    record, the job ended, or the scheduler says it does not exist (kubernetes: HTTP 404).
+
+    Any other failure to ask raises: the job may still be running, and a second job would train into the
+    same checkpoints beside it."""
     record = _read(store, key)
     if record is None or record.finished_at is not None:
         return None
     try:
         status = runner.status(record.handle)
-    except Exception as exc:  # a scheduler that cannot be reached now, an unparsable handle
-        log.warning("cannot ask for the status of %s (%s): submitting anew", record.handle, exc)
-        return None
+    except Exception as exc:  # no permission, a scheduler that cannot be reached, an unparsable handle
+        hint = (
+            " (the pipeline's service account lacks a permission: manifests/base/rbac.yaml)"
+            if getattr(exc, "status", None) == 403
+            else ""
+        )
+        raise LaunchError(
+            f"cannot check the {stage} training job {record.handle}, submitted earlier and recorded in "
+            f"{store.uri(key)}: {_reason(exc)}. It may still be training, so no second job is submitted "
+            f"beside it: fix the cause{hint} and retry, or delete the job and the record to start anew"
+        ) from exc
     if status is None or status.is_terminal():
         return None  # local_cwd forgets jobs of another process; a failed job is resubmitted
     return record
+
+
+def _reason(exc: Exception) -> str:
+    """One line for a failed status call; a Kubernetes ApiException gives its status, reason and message."""
+    status, reason = getattr(exc, "status", None), getattr(exc, "reason", None)
+    if status is None:
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    message = ""
+    with contextlib.suppress(ValueError, TypeError, AttributeError):  # a body that is no Status object
+        message = str(json.loads(getattr(exc, "body", None) or "{}").get("message", ""))
+    return f"HTTP {status} {reason or ''}".rstrip() + (f": {message}" if message else "")
 
 
 def _request(

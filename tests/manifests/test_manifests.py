@@ -257,6 +257,7 @@ def test_the_pipeline_role_is_least_privilege(rendered: dict[str, list[Doc]], ta
     }
     assert rules == {
         ("batch.volcano.sh", "jobs"): ["create", "delete", "get", "list", "watch"],
+        ("batch.volcano.sh", "jobs/status"): ["get"],  # TorchX's describe reads the status subresource
         ("", "pods"): ["get", "list", "watch"],
         ("", "pods/log"): ["get"],
     }
