@@ -43,6 +43,9 @@ OWNED_TRAIN_KEYS = frozenset(
 )
 """TrainConfig fields that the pipeline or a stage's own fields set: a stage's ``train`` may not."""
 
+NOT_TRAINED = frozenset(("gate", "resources", "step_seconds"))
+"""Stage fields that change how a stage is gated or run, not what it trains: left out of the run id."""
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -54,6 +57,14 @@ class Stage(_Model):
     batch_size: int = Field(default=4, ge=1)
     checkpoint_every: int = Field(default=50, ge=1)
     max_restarts: int = Field(default=3, ge=0, description="torchrun restarts after a rank dies")
+    step_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="an upper bound of one training step's wall time on the stage's resources (data "
+        "loading, evaluation and checkpoints included); with steps, it sizes how long a cluster keeps "
+        "retrying the stage's train step (pipeline.dag.train_retry_window). Not part of the run id",
+    )
     train: dict[str, Any] = Field(
         default_factory=dict, description="further TrainConfig fields (optim, loss, positive_fraction, ...)"
     )
@@ -164,7 +175,7 @@ class PipelineConfig(_Model):
             "data": self.data.model_dump(mode="json"),
             "evaluation": self.evaluation.model_dump(mode="json"),
             "stages": {
-                name: getattr(self, name).model_dump(mode="json", exclude={"gate", "resources"})
+                name: getattr(self, name).model_dump(mode="json", exclude=NOT_TRAINED)
                 | {"world": [getattr(self, name).resources.nnodes, getattr(self, name).resources.nproc]}
                 for name in self.stages()
             },

@@ -13,14 +13,17 @@ Each step is a thin KFP component over library code (follow the imports below
 to reach it). The configuration is compiled in: step inputs are its sections
 as JSON, and for ``target="kubernetes"`` the pods get the S3 Secret by
 reference, resources, GPU, node selectors, tolerations, /dev/shm and retries
-from it. The local runner gets the same DAG without the cluster settings (it
-would apply their environment variables to the laptop's processes).
+from it (a train step stays retryable for as long as its stage may train:
+``train_retry_window``). The local runner gets the same DAG without the
+cluster settings (it would apply their environment variables to the laptop's
+processes).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 from typing import Any, Literal
 
 from kfp import dsl
@@ -34,7 +37,7 @@ from components.report.component import report_outcome
 from components.train.component import train_stage
 from components.train.config import ALIGN_STAGE
 from components.train.placement import SECRET_ENV, Resources
-from pipeline.config import PipelineConfig
+from pipeline.config import PipelineConfig, Stage
 
 PIPELINE_NAME = "sam3-training-pipeline"
 Target = Literal["local", "kubernetes"]
@@ -49,10 +52,16 @@ def build_pipeline(cfg: PipelineConfig, target: Target = "kubernetes") -> Any:
     k8s = target == "kubernetes"
     stages = cfg.stages()
 
-    def place(task: Any, resources: Resources | None = None, *, cache: bool = True) -> Any:
+    def place(
+        task: Any,
+        resources: Resources | None = None,
+        *,
+        cache: bool = True,
+        retry_window_s: int = RETRY_WINDOW_S,
+    ) -> Any:
         task.set_caching_options(cache)
         if k8s:
-            _on_kubernetes(task, cfg, resources or Resources(cpu=1, memory_gb=2))
+            _on_kubernetes(task, cfg, resources or Resources(cpu=1, memory_gb=2), retry_window_s)
         return task
 
     @dsl.pipeline(
@@ -86,7 +95,8 @@ def build_pipeline(cfg: PipelineConfig, target: Target = "kubernetes") -> Any:
                             cluster=cluster,
                             scheduler=cfg.scheduler,
                             max_restarts=stage.max_restarts,
-                        ).set_display_name(f"train {name}")
+                        ).set_display_name(f"train {name}"),
+                        retry_window_s=train_retry_window(stage, cfg.kubernetes.step_retries),
                     )
                     evaluated = place(
                         evaluate_stage(
@@ -131,12 +141,38 @@ def build_pipeline(cfg: PipelineConfig, target: Target = "kubernetes") -> Any:
     return sam3_training_pipeline
 
 
-def _on_kubernetes(task: Any, cfg: PipelineConfig, resources: Resources) -> None:
-    """Cluster settings of one step's pod: image pull, S3 env (secret by reference), resources, placement."""
+BACKOFF_S = 30  # the wait before a step's first retry, doubled before each further one
+BACKOFF_FACTOR = 2.0
+RETRY_WINDOW_S = 3600
+"""How long after a step's first attempt started it may still be retried, for every step but the train
+steps (KFP's default). It becomes Argo's backoff ``maxDuration``: a step that fails later is not retried,
+and a retried pod is stopped at that deadline."""
+START_ALLOWANCE_S = 3600
+"""Per attempt of a train step, beyond its training: Volcano queueing, image pulls, rendezvous."""
+
+
+def train_retry_window(stage: Stage, retries: int) -> int:
+    """Seconds after a train step's first attempt started that it may still be retried: every attempt
+    (``retries + 1``) may take the whole stage (``steps x step_seconds``) plus the start allowance, and
+    the backoffs come between them. (A retried attempt mostly watches the same job, or resumes it from
+    its last checkpoint: this bounds the worst case.)"""
+    attempt = stage.steps * stage.step_seconds + START_ALLOWANCE_S
+    backoffs = sum(BACKOFF_S * BACKOFF_FACTOR**i for i in range(retries))
+    return math.ceil((retries + 1) * attempt + backoffs)
+
+
+def _on_kubernetes(task: Any, cfg: PipelineConfig, resources: Resources, retry_window_s: int) -> None:
+    """Cluster settings of one step's pod: image pull, S3 env (secret by reference), resources, placement,
+    retries."""
     from kfp import kubernetes
 
     k = cfg.kubernetes
-    task.set_retry(num_retries=k.step_retries, backoff_duration="30s", backoff_factor=2.0)
+    task.set_retry(
+        num_retries=k.step_retries,
+        backoff_duration=f"{BACKOFF_S}s",
+        backoff_factor=BACKOFF_FACTOR,
+        backoff_max_duration=f"{retry_window_s}s",
+    )
     kubernetes.use_secret_as_env(
         task, secret_name=k.s3_secret, secret_key_to_env={key: env for env, key in SECRET_ENV.items()}
     )

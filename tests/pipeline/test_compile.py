@@ -113,6 +113,55 @@ def _train_tasks(spec: dict) -> dict[str, tuple[str, str, dict]]:  # type: ignor
     return {task["taskInfo"]["name"]: (name, holder, task) for name, holder, task in found}
 
 
+def _seconds(duration: str) -> float:
+    assert duration.endswith("s"), duration
+    return float(duration.removesuffix("s"))
+
+
+def test_a_train_step_stays_retryable_for_as_long_as_its_stage_may_train(compiled: tuple[str, dict]) -> None:  # type: ignore[type-arg]
+    """Argo retries a step only within backoffMaxDuration of its first attempt's start (and stops a retried
+    pod at that deadline): KFP's default of an hour would leave a train step that fails after its first
+    hour unretried. Each train step's window covers every attempt training the whole stage."""
+    _, spec = compiled
+    cfg = PipelineConfig.load(CONFIGS / "cluster.yaml")
+    retries = cfg.kubernetes.step_retries
+    trains = _train_tasks(spec)
+    assert list(trains) == [f"train {s}" for s in cfg.stages()]
+    windows = {}
+    for display, (_, _, task) in trains.items():
+        policy = task["retryPolicy"]
+        assert policy["maxRetryCount"] == retries, display
+        windows[display] = _seconds(policy["backoffMaxDuration"])
+    stages = {display: cfg.stage(display.removeprefix("train ")) for display in trains}
+    # thousands of full-model steps on 2 x 8 GPUs: hours, more than a second a step
+    assert all(windows[d] > (retries + 1) * stage.steps for d, stage in stages.items()), windows
+
+    from pipeline.dag import RETRY_WINDOW_S, train_retry_window
+
+    for display, stage in stages.items():
+        assert windows[display] == train_retry_window(stage, retries), display
+        assert windows[display] >= (retries + 1) * stage.steps * stage.step_seconds, display
+    others = [
+        task["retryPolicy"]
+        for name, task in _all_tasks(spec).items()
+        if "retryPolicy" in task and not name.startswith("train-stage")
+    ]
+    assert others and all(_seconds(p["backoffMaxDuration"]) == RETRY_WINDOW_S for p in others), others
+
+
+def test_the_retry_window_follows_the_stage() -> None:
+    from pipeline.config import Stage
+    from pipeline.dag import RETRY_WINDOW_S, train_retry_window
+
+    short = Stage(steps=10, step_seconds=1.0)
+    assert train_retry_window(short, 0) >= RETRY_WINDOW_S  # never below the other steps' window
+    assert train_retry_window(short, 2) == 3 * (10 + 3600) + 30 + 60  # 3 attempts, 2 backoffs between
+    long = Stage(steps=20000, step_seconds=5.0)
+    assert train_retry_window(long, 2) > train_retry_window(long, 1) > 2 * 20000 * 5.0
+    assert train_retry_window(long.model_copy(update={"steps": 40000}), 2) > train_retry_window(long, 2)
+    assert train_retry_window(long.model_copy(update={"step_seconds": 10.0}), 2) > train_retry_window(long, 2)
+
+
 def _condition_of(spec: dict, holder: str) -> dict:  # type: ignore[type-arg]
     """The dsl.If task whose component is ``holder``."""
     (task,) = [t for t in _all_tasks(spec).values() if t.get("componentRef", {}).get("name") == holder]

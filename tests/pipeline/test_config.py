@@ -71,6 +71,7 @@ def test_run_id_names_what_is_trained_not_how_it_is_gated() -> None:
     base = PipelineConfig.load(DEFAULT_CONFIG)
     doc = base.model_dump(mode="json")
     doc["detector"]["gate"]["cgF1"] = 99.0
+    doc["detector"]["step_seconds"] = 60.0  # sizes the cluster's retry window only
     doc["registry"]["alias"] = "candidate"
     regated = PipelineConfig.model_validate(doc)
     assert regated.effective_run_id() == base.effective_run_id()
