@@ -42,6 +42,7 @@ _TRANSIENT_S3_CODES = frozenset(
 _MISSING_CODES = frozenset({"NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound"})
 _CONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 _KEY_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+HASH_CHUNK = 8 << 20  # bytes read at a time when an object is hashed in the store
 
 
 class S3Settings(BaseModel):
@@ -337,6 +338,60 @@ class ObjectStore:
                 raise
 
         return self._call(f"put {self.uri(key)} if {condition}", put)
+
+    def sha256_object(self, key: str, *, chunk: int = HASH_CHUNK) -> tuple[StoredObject, str]:
+        """The object's size and sha256, read in ``chunk``-byte pieces (memory does not grow with the
+        object), and the ETag of the version that was read."""
+        validate_key(key)
+
+        def digest() -> tuple[StoredObject, str]:
+            resp = self.client.get_object(self.bucket, key)
+            try:
+                sha, size = hashlib.sha256(), 0
+                for block in resp.stream(chunk):
+                    sha.update(block)
+                    size += len(block)
+                etag = str(resp.headers.get("ETag", "")).strip('"')
+                return StoredObject(key=key, size=size, sha256=sha.hexdigest()), etag
+            finally:
+                resp.close()
+                resp.release_conn()
+
+        return self._call(f"hash {self.uri(key)}", digest)
+
+    def copy(
+        self, key: str, source: str, *, etag: str | None = None, sha256: str | None = None
+    ) -> StoredObject:
+        """Copy ``source`` to ``key`` in the bucket on the server (S3 CopyObject; UploadPartCopy parts past
+        5 GiB): the bytes never pass through this process. ``etag``: only if the source still has it
+        (else :class:`ConditionFailed`). ``sha256``: the source's, recorded on the copy as ``put_bytes``
+        records it. Returns the copy's key, its size as the server reports it, and ``sha256``."""
+        from minio.commonconfig import ComposeSource
+        from minio.error import S3Error
+
+        validate_key(key)
+        validate_key(source)
+        metadata: dict[str, str | list[str] | tuple[str]] = {"Content-Type": "application/octet-stream"}
+        if sha256 is not None:
+            metadata["x-amz-meta-sha256"] = sha256
+
+        def copy() -> int:
+            try:
+                # compose_object: one CopyObject up to 5 GiB, server-side part copies beyond
+                self.client.compose_object(
+                    self.bucket, key, [ComposeSource(self.bucket, source, match_etag=etag)], metadata=metadata
+                )
+            except S3Error as exc:
+                if exc.code in _CONDITION_CODES:
+                    raise ConditionFailed(
+                        f"copy {self.uri(source)} to {self.uri(key)}: refused, the source is no longer "
+                        f"etag {etag}"
+                    ) from exc
+                raise
+            return int(self.client.stat_object(self.bucket, key).size or 0)
+
+        size = self._call(f"copy {self.uri(source)} to {self.uri(key)}", copy)
+        return StoredObject(key=key, size=size, sha256=sha256 or "")
 
     def exists(self, key: str) -> bool:
         from minio.error import S3Error

@@ -40,6 +40,7 @@ from components.train.placement import SECRET_ENV, Resources
 from pipeline.config import PipelineConfig, Stage
 
 PIPELINE_NAME = "sam3-training-pipeline"
+PROMOTE = Resources(cpu=1, memory_gb=2)
 Target = Literal["local", "kubernetes"]
 UNSET_DATASET = "s3://unset/datasets/pending/0"  # replaced by the upstream step's output at run time
 
@@ -135,6 +136,9 @@ def build_pipeline(cfg: PipelineConfig, target: Target = "kubernetes") -> Any:
                         gold_dataset=datasets.outputs["gold"],
                         config=cfg.to_json(),
                     ),
+                    # the default pod at any model size: the registry hashes the weights in chunks and
+                    # copies them on the server (3.4 GB for the full model, never in this pod's memory)
+                    PROMOTE,
                     cache=False,
                 )
 

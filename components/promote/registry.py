@@ -1,7 +1,8 @@
 """The model registry in the object store.
 
 Layout (DESIGN.md): ``registry/<model>/versions/<N>/`` holds ``model.safetensors``
-(copied from a checkpoint step folder), ``config.json`` (that step's TrainConfig,
+(copied from a checkpoint step folder on the server: the weights, 3.4 GB for the
+full model, are hashed in chunks and never held in memory), ``config.json`` (that step's TrainConfig,
 when present) and ``model_card.json``, written last: a version without a card is
 incomplete and invisible. ``claim.json`` reserves ``N`` with a create-only write,
 so two concurrent registrations never share a number. ``registry/<model>/aliases/
@@ -18,9 +19,9 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict
 
-from components.errors import ConditionFailed, ConfigError, DataError
+from components.errors import ConditionFailed, ConfigError, DataError, StorageError
 from components.model.config import PresetName as Size
-from components.storage import ObjectStore, sha256_bytes
+from components.storage import ObjectStore
 from components.train.checkpoint import CONFIG, WEIGHTS, checkpoint_config, step_folder
 
 log = logging.getLogger(__name__)
@@ -184,8 +185,8 @@ class Registry:
     ) -> tuple[ModelCard, bool]:
         """Copy a checkpoint into a new version; (the existing card, False) when its weights are there."""
         folder, weights_key = self._weights_key(checkpoint)
-        weights = self.store.get_bytes(weights_key)
-        digest = sha256_bytes(weights)
+        weights, etag = self.store.sha256_object(weights_key)
+        digest = weights.sha256
         for version in self.versions():
             existing = self.card(version)
             if existing.weights_sha256 == digest:
@@ -197,7 +198,13 @@ class Registry:
             raise ConfigError(f"{checkpoint}: model size {card_size!r} is not one of {get_args(Size)}")
         version = self._claim()
         base = self._vkey(version)
-        self.store.put_bytes(f"{base}/{WEIGHTS}", weights)
+        # the version that was hashed, or ConditionFailed; the card's hash is the copy's
+        copied = self.store.copy(f"{base}/{WEIGHTS}", weights_key, etag=etag or None, sha256=digest)
+        if copied.size != weights.size:
+            raise StorageError(
+                f"copying {self.store.uri(weights_key)} into version {version} gave {copied.size} bytes "
+                f"of {weights.size}"
+            )
         if train_config is not None:
             self.store.put_json(f"{base}/{CONFIG}", train_config)
         card = ModelCard(

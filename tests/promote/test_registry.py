@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -77,7 +81,7 @@ def test_register_writes_the_card_last_and_is_idempotent(
     uri = make_checkpoint(store, 1.0)
     reg = Registry(store, "sam3-tiny")
     written: list[str] = []
-    for method in ("put_bytes", "put_json_if"):
+    for method in ("put_bytes", "put_json_if", "copy"):
         real = getattr(store, method)
         monkeypatch.setattr(
             store, method, lambda k, *a, real=real, **kw: (written.append(k), real(k, *a, **kw))[1]
@@ -234,6 +238,68 @@ def test_concurrent_promotions_from_threads(store: ObjectStore) -> None:
     chain = [*final.history, final.version]
     # every successful write read its predecessor: the chain is the start plus the winners, once each
     assert chain[0] == 1 and sorted(chain[1:]) == sorted(won) and len(set(chain)) == len(chain)
+
+
+# -- a checkpoint larger than the process may hold --------------------------------
+BIG_MB = 320  # the full model's weights are about 3.4 GB: the same path, ten times smaller
+HEADROOM_MB = 128  # what registering may add to the process's address space
+
+REGISTER_UNDER_A_CAP = """
+import json, resource, sys
+from components.promote.registry import Registry
+from components.storage import ObjectStore
+
+checkpoint, headroom = sys.argv[1], int(sys.argv[2])
+registry = Registry(ObjectStore.from_env(), "sam3-full")
+registry.versions()  # imports, the client and its connection: before the cap
+vm = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (vm + headroom, resource.getrlimit(resource.RLIMIT_AS)[1]))
+card, created = registry.register(
+    checkpoint, run_id="big", stage="detector", metrics={}, datasets={}, config={}, code_version="t"
+)
+print(json.dumps({"card": card.model_dump(), "created": created}))
+"""
+
+
+def _sparse_safetensors(path: Path, megabytes: int) -> str:
+    """A valid safetensors file of one zero F32 tensor, written sparsely (instant); returns its sha256."""
+    count = (megabytes << 20) // 4
+    header = json.dumps({"w": {"dtype": "F32", "shape": [count], "data_offsets": [0, 4 * count]}}).encode()
+    header += b" " * (-len(header) % 8)
+    with open(path, "wb") as fh:
+        fh.write(len(header).to_bytes(8, "little") + header)
+        fh.truncate(8 + len(header) + 4 * count)
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+@pytest.mark.slow
+def test_registering_does_not_hold_the_weights_in_memory(
+    store: ObjectStore, s3_env: dict[str, str], tmp_path: Path, repo_root: Path
+) -> None:
+    """A checkpoint of BIG_MB registered by a process that may grow by HEADROOM_MB only (RLIMIT_AS): the
+    weights are hashed in chunks and copied on the server, and the card and the copy are those weights."""
+    folder = CheckpointStore(store, "runs/big/detector").step_key(4)
+    weights = tmp_path / "model.safetensors"
+    digest = _sparse_safetensors(weights, BIG_MB)
+    store.client.fput_object(store.bucket, f"{folder}/model.safetensors", str(weights))
+    store.put_json(f"{folder}/config.json", {"size": "full", "stage": "detector"})
+
+    done = subprocess.run(
+        [sys.executable, "-c", REGISTER_UNDER_A_CAP, store.uri(folder), str(HEADROOM_MB << 20)],
+        env={**s3_env, "MALLOC_ARENA_MAX": "1"},
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["created"] and out["card"]["weights_sha256"] == digest and out["card"]["size"] == "full"
+    copy = f"registry/sam3-full/versions/{out['card']['version']}/model.safetensors"
+    copied, _ = store.sha256_object(copy)
+    assert (copied.size, copied.sha256) == (weights.stat().st_size, digest)
+    assert Registry(store, "sam3-full").versions() == [out["card"]["version"]]
 
 
 # -- the CLI ------------------------------------------------------------------

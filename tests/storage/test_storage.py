@@ -7,7 +7,7 @@ import socket
 import pytest
 from pydantic import SecretStr
 
-from components.errors import ConfigError, StorageError
+from components.errors import ConditionFailed, ConfigError, StorageError
 from components.storage import ObjectStore, S3Settings, parse_uri, validate_key
 
 
@@ -84,3 +84,23 @@ def test_unreachable_store_fails_after_bounded_retries(s3_settings: S3Settings) 
     )
     with pytest.raises(StorageError, match=r"unreachable after 3 attempts"):
         dead.put_bytes("k", b"v")
+
+
+def test_hash_in_chunks_and_copy_on_the_server(store: ObjectStore) -> None:
+    data = bytes(range(256)) * 41  # 10,496 bytes: many chunks of 1 KiB and a short last one
+    put = store.put_bytes("src/w.bin", data, "text/plain")
+    hashed, etag = store.sha256_object("src/w.bin", chunk=1024)
+    assert (hashed.size, hashed.sha256) == (len(data), put.sha256) and etag
+
+    copied = store.copy("dst/w.bin", "src/w.bin", etag=etag, sha256=hashed.sha256)
+    assert (copied.key, copied.size, copied.sha256) == ("dst/w.bin", len(data), put.sha256)
+    assert store.get_bytes("dst/w.bin") == data
+    stat = store.client.stat_object(store.bucket, "dst/w.bin")
+    assert stat.metadata["X-Amz-Meta-Sha256"] == put.sha256  # as put_bytes records it
+
+    store.put_bytes("src/w.bin", b"changed since it was hashed")
+    with pytest.raises(ConditionFailed, match="no longer etag"):
+        store.copy("dst/w2.bin", "src/w.bin", etag=etag)
+    assert not store.exists("dst/w2.bin")
+    with pytest.raises(StorageError, match="src/absent"):
+        store.copy("dst/w3.bin", "src/absent")
