@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -27,6 +28,7 @@ from tests.manifests.validate import (
     custom_schemas,
     documents,
     errors,
+    ingress_admitted,
     name_of,
     namespace_problems,
     pod_security_problems,
@@ -234,6 +236,11 @@ def test_the_platform_matches_the_pipeline_config(rendered: dict[str, list[Doc]]
     service = find(docs, "Service", host.split(".")[0])
     assert service["metadata"]["namespace"] == host.split(".")[1]
     assert int(port) in [p["port"] for p in service["spec"]["ports"]]
+    gateway = urlsplit(k8s.pushgateway_url)  # where the steps push their metrics
+    assert gateway.hostname and gateway.hostname.split(".")[2:] == ["svc"]
+    pushgateway = find(docs, "Service", gateway.hostname.split(".")[0])
+    assert pushgateway["metadata"]["namespace"] == gateway.hostname.split(".")[1]
+    assert gateway.port in [p["port"] for p in pushgateway["spec"]["ports"]]
     refs = {
         (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
         for e in _container(find(docs, "StatefulSet", "minio"))["env"]
@@ -269,6 +276,53 @@ def test_the_pipeline_role_is_least_privilege(rendered: dict[str, list[Doc]], ta
     }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "sam3-pipeline", "namespace": "sam3"}]
     assert find(docs, "ServiceAccount", "sam3-trainer")["automountServiceAccountToken"] is False
+
+
+def _overlay_prometheus_namespace(overlay: Path) -> str:
+    """The namespace the overlay's patch of NetworkPolicy sam3-training-metrics admits Prometheus from."""
+    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    (patch,) = [p for p in kustomization["patches"] if p["target"]["kind"] == "NetworkPolicy"]
+    (op,) = yaml.safe_load(patch["patch"])
+    assert op["path"].endswith("/namespaceSelector/matchLabels/kubernetes.io~1metadata.name"), op
+    value: str = op["value"]
+    return value
+
+
+def _admits_prometheus(docs: list[Doc], namespace: str) -> bool:
+    """Whether Prometheus in ``namespace`` may scrape every local rank of a training pod (a pod the
+    launcher labelled, its metrics ports from pipeline/configs/cluster.yaml)."""
+    cfg = PipelineConfig.load(Path("pipeline/configs/cluster.yaml"))
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    pod = (cfg.kubernetes.namespace, {"sam3.dev/stage": "detector", "sam3.dev/run-id": "r"})
+    port = cfg.train_config("detector", "s3://sam3/datasets/d/1").metrics_port
+    prometheus = (namespace, {"app.kubernetes.io/name": "prometheus"})
+    nproc = cfg.stage("detector").resources.nproc
+    return bool(policies) and all(
+        ingress_admitted(policies, prometheus, pod, p) for p in range(port, port + nproc)
+    )
+
+
+@pytest.mark.parametrize("target", ["overlays/local", "overlays/production"])
+def test_prometheus_may_scrape_the_training_pods(rendered: dict[str, list[Doc]], target: str) -> None:
+    """Volcano's svc plugin isolates each training job; the overlay's NetworkPolicy lets the Prometheus
+    of the namespace the overlay names through to the metrics ports."""
+    namespace = _overlay_prometheus_namespace(MANIFESTS / target)
+    policy = find(rendered[target], "NetworkPolicy", "sam3-training-metrics")
+    assert policy["metadata"]["namespace"] == "sam3"
+    assert _admits_prometheus(rendered[target], namespace)
+    assert not _admits_prometheus(rendered[target], "default")
+
+
+def test_the_overlay_sets_the_prometheus_namespace(tmp_path: Path) -> None:
+    shutil.copytree(MANIFESTS, tmp_path / "manifests")
+    overlay = tmp_path / "manifests" / "overlays" / "production"
+    path = overlay / "kustomization.yaml"
+    before = _overlay_prometheus_namespace(overlay)
+    text = path.read_text()
+    assert text.count(f"value: {before}\n") == 1
+    path.write_text(text.replace(f"value: {before}\n", "value: observability\n"))
+    docs = documents(render(overlay))
+    assert _admits_prometheus(docs, "observability") and not _admits_prometheus(docs, before)
 
 
 # -- GitOps -----------------------------------------------------------------------------------------
