@@ -103,6 +103,12 @@ class Kubernetes(_Model):
     s3_bucket: str = "sam3"
     s3_secure: bool = False
     step_retries: int = Field(default=2, ge=0, le=10, description="KFP retries of a failed step's pod")
+    pushgateway_url: str = Field(
+        default="http://pushgateway.sam3.svc:9091",
+        pattern=r"^(https?://[^\s/]+(/\S*)?)?$",
+        description="the Prometheus Pushgateway the steps push their metrics to (SAM3_PUSHGATEWAY_URL; "
+        "the default is the one manifests/base deploys); empty: nothing is pushed",
+    )
     evaluate: Resources = Field(default_factory=Resources, description="the evaluate steps' pod")
     images: Images = Field(
         default_factory=Images, description="the steps' and the training ranks' images (compiled in)"

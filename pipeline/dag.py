@@ -12,11 +12,10 @@
 Each step is a thin KFP component over library code (follow the imports below
 to reach it). The configuration is compiled in: step inputs are its sections
 as JSON, and for ``target="kubernetes"`` the pods get their images (``kubernetes.images``) and pull
-secrets, the S3 Secret by reference, resources, GPU, node selectors, tolerations, /dev/shm and retries
-from it (a train step stays retryable for as long as its stage may train:
-``train_retry_window``). The local runner gets the same DAG without the
-cluster settings (it would apply their environment variables to the laptop's
-processes).
+secrets, the S3 Secret by reference, the Pushgateway's URL (``kubernetes.pushgateway_url``), resources,
+GPU, node selectors, tolerations, /dev/shm and retries from it (a train step stays retryable for as
+long as its stage may train: ``train_retry_window``). The local runner gets the same DAG without the
+cluster settings (it would apply their environment variables to the laptop's processes).
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from components.ingest.component import commit_datasets, ingest_partition, prepa
 from components.negatives.component import mine_hard_negatives
 from components.promote.component import promote_model
 from components.report.component import report_outcome
+from components.telemetry import PUSHGATEWAY_ENV
 from components.train.component import train_stage
 from components.train.config import ALIGN_STAGE
 from components.train.placement import SECRET_ENV, Resources
@@ -171,8 +171,8 @@ STEP_IMAGES: dict[str, Kind] = {COMPONENT_IMAGE: "component", TRAINER_IMAGE: "tr
 
 
 def _on_kubernetes(task: Any, cfg: PipelineConfig, resources: Resources, retry_window_s: int) -> None:
-    """Cluster settings of one step's pod: image and pull secrets, S3 env (secret by reference),
-    resources, placement, retries."""
+    """Cluster settings of one step's pod: image and pull secrets, S3 env (secret by reference), the
+    Pushgateway's URL, resources, placement, retries."""
     from kfp import kubernetes
 
     k = cfg.kubernetes
@@ -190,6 +190,8 @@ def _on_kubernetes(task: Any, cfg: PipelineConfig, resources: Resources, retry_w
     )
     for name, value in k.cluster().plain_env().items():
         task.set_env_variable(name, value)
+    if k.pushgateway_url:  # the batch steps (ingest, negatives, gates) push to it; the others ignore it
+        task.set_env_variable(PUSHGATEWAY_ENV, k.pushgateway_url)
     task.set_cpu_request(str(resources.cpu)).set_cpu_limit(str(resources.cpu))
     task.set_memory_request(f"{resources.memory_gb}G").set_memory_limit(f"{resources.memory_gb}G")
     if resources.gpus:

@@ -4,6 +4,18 @@ A run is named after the config's content hash: the same config submitted
 twice (a re-synced GitOps trigger, a repeated CI job) finds the existing run
 instead of starting a second one. A recurring run is named the same way.
 
+Authentication: a bearer token from ``SAM3_KFP_TOKEN``, else the token file
+``token_path`` (a projected service account token with audience
+``pipelines.kubeflow.org``, re-read before each request because the kubelet
+rotates it), else kfp.Client's own discovery. That discovery finds the
+projected token only when no host is given (the client then also picks the
+in-cluster address itself): with an explicit host it sends no credentials, so
+a pod that names its KFP host must pass the token path.
+
+``namespace``: the Kubeflow profile namespace of a multi-user deployment; the
+run's experiment is found or created there, and the run with it (None for a
+single-user deployment).
+
 The compiled pipeline needs a KFP backend of at least ``MIN_KFP_BACKEND``:
 ``submit`` asks the API server its version first, and refuses an older one,
 saying why, before it creates anything (an experiment, a run, an upload).
@@ -26,7 +38,7 @@ from pipeline.dag import build_pipeline
 
 log = logging.getLogger(__name__)
 
-TOKEN_ENV = "SAM3_KFP_TOKEN"  # else kfp.Client's own discovery: the in-cluster service account token
+TOKEN_ENV = "SAM3_KFP_TOKEN"  # a bearer token; before the token path, if both are given
 
 MIN_KFP_BACKEND = (2, 14)
 KFP_BACKEND_NEEDS = (
@@ -71,6 +83,7 @@ def submit(
     experiment: str = "sam3",
     recurring: str | None = None,
     namespace: str | None = None,
+    token_path: Path | None = None,
 ) -> Submitted:
     """Start a run of ``cfg`` (or a recurring run on the ``recurring`` cron schedule), unless one exists."""
     import kfp
@@ -78,9 +91,11 @@ def submit(
     if cfg.scheduler != "kubernetes":
         raise ConfigError("submit runs on a cluster: set `scheduler: kubernetes` in the config")
     name = run_name(cfg)
+    token = os.environ.get(TOKEN_ENV) or None
+    credentials = None if token or token_path is None else _token_file_credentials(token_path)
     try:
         client = kfp.Client(
-            host=host, existing_token=os.environ.get(TOKEN_ENV) or None, namespace=namespace or "kubeflow"
+            host=host, existing_token=token, credentials=credentials, namespace=namespace or "kubeflow"
         )
         check_backend(client, host)
         exp = _experiment(client, experiment, namespace)
@@ -117,6 +132,19 @@ def submit(
         raise
     except Exception as exc:  # the KFP client raises many kinds (connection, HTTP, auth)
         raise LaunchError(f"KFP at {host or 'in-cluster'}: {type(exc).__name__}: {_short(exc)}") from exc
+
+
+def _token_file_credentials(path: Path) -> Any:
+    """kfp's credentials for a projected service account token file, read once here so that a missing or
+    unreadable token fails before anything is sent."""
+    from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
+
+    try:
+        if not path.read_text().strip():
+            raise ConfigError(f"--token-path {path}: the token file is empty")
+    except OSError as exc:
+        raise ConfigError(f"--token-path {path}: cannot read the token: {exc.strerror}") from None
+    return ServiceAccountTokenVolumeCredentials(path=str(path))
 
 
 VERSION_FIELDS = ("tag_name", "apiServerTagName")

@@ -27,7 +27,15 @@ def submit_cmd(
     recurring: str | None = typer.Option(
         None, "--recurring", help="Cron schedule (KFP's 6 fields, seconds first) for a recurring run."
     ),
-    namespace: str | None = typer.Option(None, "--namespace", help="Kubeflow profile namespace."),
+    namespace: str | None = typer.Option(
+        None, "--namespace", help="Kubeflow profile namespace the run goes to (multi-user deployments)."
+    ),
+    token_path: Path | None = typer.Option(
+        None,
+        "--token-path",
+        help="File with a service account token for KFP (projected, audience pipelines.kubeflow.org); "
+        "re-read before each request. SAM3_KFP_TOKEN, if set, is used instead.",
+    ),
 ) -> None:
     """Submit a run named after the config's hash (an existing one is reused); prints the run id last."""
     from pipeline.commands.progress import stderr
@@ -35,7 +43,12 @@ def submit_cmd(
     from pipeline.submit import submit
 
     result = submit(
-        PipelineConfig.load(config), host, experiment=experiment, recurring=recurring, namespace=namespace
+        PipelineConfig.load(config),
+        host,
+        experiment=experiment,
+        recurring=recurring,
+        namespace=namespace,
+        token_path=token_path,
     )
     kind = "recurring run" if result.recurring else "run"
     verb = "created" if result.created else "already exists, not started again:"

@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -27,6 +28,7 @@ from tests.manifests.validate import (
     custom_schemas,
     documents,
     errors,
+    ingress_admitted,
     name_of,
     namespace_problems,
     pod_security_problems,
@@ -234,6 +236,11 @@ def test_the_platform_matches_the_pipeline_config(rendered: dict[str, list[Doc]]
     service = find(docs, "Service", host.split(".")[0])
     assert service["metadata"]["namespace"] == host.split(".")[1]
     assert int(port) in [p["port"] for p in service["spec"]["ports"]]
+    gateway = urlsplit(k8s.pushgateway_url)  # where the steps push their metrics
+    assert gateway.hostname and gateway.hostname.split(".")[2:] == ["svc"]
+    pushgateway = find(docs, "Service", gateway.hostname.split(".")[0])
+    assert pushgateway["metadata"]["namespace"] == gateway.hostname.split(".")[1]
+    assert gateway.port in [p["port"] for p in pushgateway["spec"]["ports"]]
     refs = {
         (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
         for e in _container(find(docs, "StatefulSet", "minio"))["env"]
@@ -271,6 +278,53 @@ def test_the_pipeline_role_is_least_privilege(rendered: dict[str, list[Doc]], ta
     assert find(docs, "ServiceAccount", "sam3-trainer")["automountServiceAccountToken"] is False
 
 
+def _overlay_prometheus_namespace(overlay: Path) -> str:
+    """The namespace the overlay's patch of NetworkPolicy sam3-training-metrics admits Prometheus from."""
+    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    (patch,) = [p for p in kustomization["patches"] if p["target"]["kind"] == "NetworkPolicy"]
+    (op,) = yaml.safe_load(patch["patch"])
+    assert op["path"].endswith("/namespaceSelector/matchLabels/kubernetes.io~1metadata.name"), op
+    value: str = op["value"]
+    return value
+
+
+def _admits_prometheus(docs: list[Doc], namespace: str) -> bool:
+    """Whether Prometheus in ``namespace`` may scrape every local rank of a training pod (a pod the
+    launcher labelled, its metrics ports from pipeline/configs/cluster.yaml)."""
+    cfg = PipelineConfig.load(Path("pipeline/configs/cluster.yaml"))
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    pod = (cfg.kubernetes.namespace, {"sam3.dev/stage": "detector", "sam3.dev/run-id": "r"})
+    port = cfg.train_config("detector", "s3://sam3/datasets/d/1").metrics_port
+    prometheus = (namespace, {"app.kubernetes.io/name": "prometheus"})
+    nproc = cfg.stage("detector").resources.nproc
+    return bool(policies) and all(
+        ingress_admitted(policies, prometheus, pod, p) for p in range(port, port + nproc)
+    )
+
+
+@pytest.mark.parametrize("target", ["overlays/local", "overlays/production"])
+def test_prometheus_may_scrape_the_training_pods(rendered: dict[str, list[Doc]], target: str) -> None:
+    """Volcano's svc plugin isolates each training job; the overlay's NetworkPolicy lets the Prometheus
+    of the namespace the overlay names through to the metrics ports."""
+    namespace = _overlay_prometheus_namespace(MANIFESTS / target)
+    policy = find(rendered[target], "NetworkPolicy", "sam3-training-metrics")
+    assert policy["metadata"]["namespace"] == "sam3"
+    assert _admits_prometheus(rendered[target], namespace)
+    assert not _admits_prometheus(rendered[target], "default")
+
+
+def test_the_overlay_sets_the_prometheus_namespace(tmp_path: Path) -> None:
+    shutil.copytree(MANIFESTS, tmp_path / "manifests")
+    overlay = tmp_path / "manifests" / "overlays" / "production"
+    path = overlay / "kustomization.yaml"
+    before = _overlay_prometheus_namespace(overlay)
+    text = path.read_text()
+    assert text.count(f"value: {before}\n") == 1
+    path.write_text(text.replace(f"value: {before}\n", "value: observability\n"))
+    docs = documents(render(overlay))
+    assert _admits_prometheus(docs, "observability") and not _admits_prometheus(docs, before)
+
+
 # -- GitOps -----------------------------------------------------------------------------------------
 
 
@@ -291,9 +345,124 @@ def test_the_retrain_job_is_named_after_the_config_content(rendered: dict[str, l
     assert container["command"] == [
         "sam3-pipeline", "submit", "--config", "/config/training-config.yaml",
         "--host", "http://ml-pipeline.kubeflow:8888",
+        "--namespace", "$(KFP_NAMESPACE)", "--token-path", "/var/run/secrets/kubeflow/pipelines/token",
     ]  # fmt: skip
     mounted = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert (Path(mounted["config"]) / "training-config.yaml").as_posix() == container["command"][3]
+
+
+KFP_AUDIENCE = "pipelines.kubeflow.org"  # the audience the KFP API server accepts service account tokens for
+
+
+def _option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_the_retrain_job_presents_a_projected_token_for_kfp(rendered: dict[str, list[Doc]]) -> None:
+    """The file --token-path names is the pod's service account token, projected for KFP's audience."""
+    _, job = _retrain(rendered["gitops"])
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    token_path = Path(_option(container["command"], "--token-path"))
+    (mount,) = [m for m in container["volumeMounts"] if Path(m["mountPath"]) == token_path.parent]
+    assert mount["readOnly"] is True
+    volume = {v["name"]: v for v in pod["volumes"]}[mount["name"]]
+    (source,) = volume["projected"]["sources"]
+    token = source["serviceAccountToken"]
+    assert token["audience"] == KFP_AUDIENCE and token["path"] == token_path.name
+    assert 600 <= token["expirationSeconds"] <= 86400  # rotated by the kubelet, re-read by the client
+
+
+def test_the_retrain_job_submits_into_its_own_namespace(rendered: dict[str, list[Doc]]) -> None:
+    """The run goes to the profile namespace the Job runs in: that of its service account, which is the
+    namespace the training config places the pipeline's steps and jobs in."""
+    config_map, job = _retrain(rendered["gitops"])
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    variable = _option(container["command"], "--namespace")
+    assert variable.startswith("$(") and variable.endswith(")")
+    env = {e["name"]: e for e in container["env"]}
+    assert env[variable[2:-1]]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    cfg = PipelineConfig.parse(config_map["data"]["training-config.yaml"])
+    assert job["metadata"]["namespace"] == cfg.kubernetes.namespace
+
+
+def _expand(arg: str, env: list[Doc], namespace: str) -> str:
+    """Kubernetes' $(VAR) expansion of a container's command, for literal and metadata.namespace values."""
+    for e in env:
+        value = e.get("value")
+        if value is None and e["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}:
+            value = namespace
+        arg = arg.replace(f"$({e['name']})", value)
+    return arg
+
+
+def test_the_retrain_jobs_command_submits_with_its_token_into_its_namespace(
+    rendered: dict[str, list[Doc]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The Job's own command, run here against a stand-in for kfp.Client, with its volumes as folders:
+    the client authenticates with the projected token, and the run lands in the Job's namespace."""
+    from tests.pipeline.fake_kfp import authorization, install, run_cli
+
+    fake = install(monkeypatch)
+    monkeypatch.delenv("SAM3_KFP_TOKEN", raising=False)
+    config_map, job = _retrain(rendered["gitops"])
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    folders = {}
+    for mount in container["volumeMounts"]:
+        folder = folders[mount["mountPath"]] = tmp_path / mount["name"]
+        folder.mkdir()
+        volume = volumes[mount["name"]]
+        if "configMap" in volume:
+            for key, text in config_map["data"].items():
+                (folder / key).write_text(text)
+        for source in volume.get("projected", {}).get("sources", []):
+            (folder / source["serviceAccountToken"]["path"]).write_text("the-pods-token\n")
+    args = []
+    for arg in container["command"][1:]:
+        arg = _expand(arg, container.get("env", []), job["metadata"]["namespace"])
+        inside = [m for m in folders if arg.startswith(m + "/")]
+        args.append(str(folders[inside[0]]) + arg.removeprefix(inside[0]) if inside else arg)
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    (client,) = fake.built
+    assert client.kwargs["host"] == _option(container["command"], "--host")
+    assert authorization(client.kwargs["credentials"]) == "Bearer the-pods-token"
+    (run,) = client.created_runs
+    assert run.namespace == run.asked_namespace == job["metadata"]["namespace"] == "sam3"
+    assert run.service_account == pod["serviceAccountName"] and out.strip().splitlines()[-1] == "run-1"
+
+
+def _repo_url_patch(gitops: Path) -> dict[str, str]:
+    kustomization = yaml.safe_load((gitops / "kustomization.yaml").read_text())
+    (patch,) = [p for p in kustomization["patches"] if p["target"]["kind"] == "Application"]
+    return {op["path"]: op["value"] for op in yaml.safe_load(patch["patch"])}
+
+
+def test_the_repository_is_set_once_in_the_kustomization(
+    rendered: dict[str, list[Doc]], tmp_path: Path
+) -> None:
+    """Both Applications sync from the repository the kustomization's patch names; applications.yaml names
+    none, so a fork or a mirror changes one value."""
+    source = _repo_url_patch(MANIFESTS / "gitops")
+    url = source["/spec/source/repoURL"]
+    assert url.startswith("https://") and url.endswith(".git")
+    listed = documents((MANIFESTS / "gitops" / "applications.yaml").read_text())
+    assert all("repoURL" not in app["spec"]["source"] for app in listed)
+    apps = [d for d in rendered["gitops"] if d["kind"] == "Application"]
+    assert len(apps) == 2
+    assert all(a["spec"]["source"]["repoURL"] == url for a in apps)
+    assert all(a["spec"]["source"]["targetRevision"] == source["/spec/source/targetRevision"] for a in apps)
+    fork = tmp_path / "gitops"
+    shutil.copytree(MANIFESTS / "gitops", fork)
+    kustomization = fork / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text().replace(url, "https://git.example.com/ml/sam3.git"))
+    moved = [d for d in documents(render(fork)) if d["kind"] == "Application"]
+    assert [a["spec"]["source"]["repoURL"] for a in moved] == ["https://git.example.com/ml/sam3.git"] * 2
 
 
 def test_a_changed_config_makes_a_new_job_and_the_same_config_the_same(tmp_path: Path) -> None:

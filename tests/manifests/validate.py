@@ -252,6 +252,96 @@ def namespace_problems(docs: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+# -- network policies ----------------------------------------------------------------------------
+
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by Kubernetes on every namespace
+VOLCANO_JOB_NAME = "volcano.sh/job-name"  # set by Volcano's job controller on every pod of a job
+VOLCANO_JOB_NAMESPACE = "volcano.sh/job-namespace"
+
+
+def selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector matches ``labels`` (an empty selector matches everything)."""
+    selector = selector or {}
+    if any(labels.get(key) != value for key, value in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        matched = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
+        if not matched:
+            return False
+    return True
+
+
+def _peer_matches(peer: dict[str, Any], policy_ns: str, namespace: str, labels: dict[str, str]) -> bool:
+    if "ipBlock" in peer:
+        return False  # pods are addressed by labels here, never by IP
+    if "namespaceSelector" in peer:
+        in_namespace = selects(peer["namespaceSelector"], {NAMESPACE_NAME_LABEL: namespace})
+    else:
+        in_namespace = namespace == policy_ns
+    return in_namespace and selects(peer.get("podSelector"), labels)
+
+
+def _port_matches(spec: dict[str, Any], port: int) -> bool:
+    if spec.get("protocol", "TCP") != "TCP":
+        return False
+    if "port" not in spec:
+        return True
+    first = spec["port"]
+    return isinstance(first, int) and first <= port <= spec.get("endPort", first)
+
+
+def ingress_admitted(
+    policies: list[dict[str, Any]],
+    source: tuple[str, dict[str, str]],
+    target: tuple[str, dict[str, str]],
+    port: int,
+) -> bool:
+    """Whether the NetworkPolicies admit a TCP connection from the pod ``source`` to the pod ``target`` on
+    ``port`` (a pod is (namespace, labels)), as a policy-enforcing network plugin decides: a pod that no
+    Ingress policy selects accepts everything; a selected pod accepts what any selecting policy admits."""
+    (src_ns, src_labels), (dst_ns, dst_labels) = source, target
+    selecting = [
+        policy
+        for policy in policies
+        if policy["metadata"]["namespace"] == dst_ns
+        and "Ingress" in policy["spec"].get("policyTypes", ["Ingress"])
+        and selects(policy["spec"]["podSelector"], dst_labels)
+    ]
+    if not selecting:
+        return True
+    return any(
+        (not rule.get("ports") or any(_port_matches(p, port) for p in rule["ports"]))
+        and (
+            not rule.get("from")
+            or any(_peer_matches(peer, dst_ns, src_ns, src_labels) for peer in rule["from"])
+        )
+        for policy in selecting
+        for rule in policy["spec"].get("ingress") or []
+    )
+
+
+def volcano_job_policy(name: str, namespace: str) -> dict[str, Any]:
+    """The NetworkPolicy Volcano's svc plugin creates for a job (unless the job passes it
+    --disable-network-policy): the job's pods admit ingress from the job's own pods only."""
+    job = {VOLCANO_JOB_NAME: name, VOLCANO_JOB_NAMESPACE: namespace}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "podSelector": {"matchLabels": job},
+            "ingress": [{"from": [{"podSelector": {"matchLabels": job}}]}],
+            "policyTypes": ["Ingress"],
+        },
+    }
+
+
 # -- quantities ----------------------------------------------------------------------------------
 
 _SUFFIX = {

@@ -15,6 +15,13 @@ import yaml
 from components.train.config import TrainConfig
 from components.train.job import dryrun
 from components.train.placement import Cluster, Resources
+from pipeline.config import CONFIGS, PipelineConfig
+from tests.manifests.validate import (
+    VOLCANO_JOB_NAME,
+    VOLCANO_JOB_NAMESPACE,
+    ingress_admitted,
+    volcano_job_policy,
+)
 from tests.monitoring.names import DASHBOARD, MONITORING, known, metric_names
 
 
@@ -29,7 +36,7 @@ def built() -> dict[str, dict[str, Any]]:
 
 
 def test_kustomization_builds_every_resource(built: dict[str, dict[str, Any]]) -> None:
-    assert set(built) == {"PodMonitor", "ServiceMonitor", "PrometheusRule", "ConfigMap"}
+    assert set(built) == {"PodMonitor", "ServiceMonitor", "PrometheusRule", "ConfigMap", "NetworkPolicy"}
 
 
 def test_pod_monitor_selects_the_launchers_pods_and_scrapes_every_local_rank(
@@ -56,6 +63,56 @@ def test_pod_monitor_selects_the_launchers_pods_and_scrapes_every_local_rank(
         assert relabel["__address__"]["replacement"] == f"${{1}}:{9400 + rank}"
         assert relabel["local_rank"]["replacement"] == str(rank)
         assert relabel["job"]["replacement"] == "sam3-training"  # the rules select job="sam3-training"
+
+
+# A Prometheus of kube-prometheus-stack: the operator labels its pods app.kubernetes.io/name=prometheus.
+PROMETHEUS = ("monitoring", {"app.kubernetes.io/name": "prometheus", "prometheus": "kube-prometheus-stack"})
+C10D = 29500  # TorchX's rendezvous port, declared on every trainer container
+
+
+def _stage_pods() -> list[tuple[str, tuple[str, dict[str, str]], dict[str, Any], range]]:
+    """(stage, pod, Volcano's policy for its job, metrics ports) for every pod of every stage that TorchX
+    would submit for pipeline/configs/cluster.yaml; a pod as Volcano creates it, with its job's labels."""
+    cfg = PipelineConfig.load(CONFIGS / "cluster.yaml")
+    namespace, out = cfg.kubernetes.namespace, []
+    for stage in cfg.stages():
+        train, resources = cfg.train_config(stage, "s3://sam3/datasets/d/v"), cfg.stage(stage).resources
+        job = yaml.safe_load(dryrun(train, resources, "kubernetes", cluster=cfg.kubernetes.cluster()))
+        name = job["metadata"]["name"]
+        assert "--disable-network-policy" not in job["spec"]["plugins"]["svc"]  # Volcano isolates the job
+        ports = range(train.metrics_port, train.metrics_port + resources.nproc)
+        for task in job["spec"]["tasks"]:
+            labels = task["template"]["metadata"]["labels"]
+            labels = {**labels, VOLCANO_JOB_NAME: name, VOLCANO_JOB_NAMESPACE: namespace}
+            out.append((stage, (namespace, labels), volcano_job_policy(name, namespace), ports))
+    return out
+
+
+def test_network_policy_lets_prometheus_through_volcanos_policy_to_the_metrics_ports(
+    built: dict[str, dict[str, Any]],
+) -> None:
+    """Volcano's svc plugin admits only a job's own pods to them; ours, beside it, admits Prometheus (in
+    the monitoring namespace) to every port the PodMonitor scrapes, and to nothing else."""
+    ours = built["NetworkPolicy"]
+    scraped = {
+        int(r["replacement"].rsplit(":", 1)[1])
+        for ep in built["PodMonitor"]["spec"]["podMetricsEndpoints"]
+        for r in ep["relabelings"]
+        if r["targetLabel"] == "__address__"
+    }
+    pods = _stage_pods()
+    assert {p[0] for p in pods} == {"pretrain", "detector", "presence", "tracker", "joint"}
+    for stage, pod, volcano, ports in pods:
+        assert set(ports) <= scraped, stage
+        assert not any(ingress_admitted([volcano], PROMETHEUS, pod, port) for port in scraped), stage
+        for port in scraped:
+            assert ingress_admitted([volcano, ours], PROMETHEUS, pod, port), (stage, port)
+        # only the metrics ports, and only Prometheus in the monitoring namespace
+        assert not ingress_admitted([volcano, ours], PROMETHEUS, pod, C10D), stage
+        assert not ingress_admitted([volcano, ours], ("default", PROMETHEUS[1]), pod, min(ports)), stage
+        assert not ingress_admitted([volcano, ours], ("monitoring", {"app": "grafana"}), pod, min(ports))
+        # the ranks of a job reach each other, even if its job had no Volcano policy
+        assert ingress_admitted([volcano, ours], pod, pod, C10D) and ingress_admitted([ours], pod, pod, C10D)
 
 
 def test_service_monitor_scrapes_the_pushgateway_keeping_pushed_labels(

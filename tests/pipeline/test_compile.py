@@ -100,6 +100,37 @@ def test_gates_guard_the_next_stage_and_promotion(compiled: tuple[str, dict]) ->
     )
 
 
+# The steps that push metrics to the Pushgateway (components.telemetry): ingest and negatives count records
+# and rejects (Sam3IngestRejectsHigh), the gates push their decision (Sam3GateFailed).
+PUSHING_STEPS = ("exec-ingest-partition", "exec-mine-hard-negatives", "exec-gate-stage")
+
+
+def _env(executor: dict) -> dict[str, str]:  # type: ignore[type-arg]
+    return {e["name"]: e["value"] for e in executor["container"].get("env", [])}
+
+
+def test_the_steps_that_push_metrics_know_the_pushgateway(compiled: tuple[str, dict]) -> None:  # type: ignore[type-arg]
+    """Without SAM3_PUSHGATEWAY_URL in a step's pod its push is a silent no-op, and the alerts on what the
+    gates and ingest push could never fire."""
+    _, spec = compiled
+    url = PipelineConfig.load(CONFIGS / "cluster.yaml").kubernetes.pushgateway_url
+    assert url == "http://pushgateway.sam3.svc:9091"  # the Service manifests/base deploys
+    executors = spec["deploymentSpec"]["executors"]
+    pushing = [name for name in executors if name.startswith(PUSHING_STEPS)]
+    assert len([n for n in pushing if n.startswith("exec-gate-stage")]) == 5  # one gate per stage
+    for name in pushing:
+        assert _env(executors[name])["SAM3_PUSHGATEWAY_URL"] == url, name
+    for name, executor in executors.items():  # the same pod environment on every step
+        assert _env(executor).get("SAM3_PUSHGATEWAY_URL") == url, name
+
+
+def test_an_empty_pushgateway_url_pushes_nothing(tmp_path: Path) -> None:
+    doc = yaml.safe_load((CONFIGS / "cluster.yaml").read_text())
+    doc["kubernetes"]["pushgateway_url"] = ""
+    text = compile_pipeline(PipelineConfig.model_validate(doc), tmp_path / "p.yaml").read_text()
+    assert "SAM3_PUSHGATEWAY_URL" not in text
+
+
 def _train_tasks(spec: dict) -> dict[str, tuple[str, str, dict]]:  # type: ignore[type-arg]
     """Display name -> (task name, the component whose DAG holds it, the task) of every train step, in the
     order the DAG builds them (train-stage, train-stage-2, ...)."""

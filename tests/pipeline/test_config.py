@@ -46,6 +46,7 @@ def _write(tmp_path: Path, **changes: object) -> Path:
         ({"detector__resources": {"nproc": 4, "gpus": 2}}, "exceeds"),
         ({"data__negatives_per_image": 31}, "data.negatives_per_image"),
         ({"registry__alias": "staging"}, "registry.alias"),
+        ({"kubernetes__pushgateway_url": "pushgateway:9091"}, "kubernetes.pushgateway_url"),
         ({"pretrain__colour": "blue"}, "pretrain.colour"),
         ({"pretrain__train": {"eval_dataset": "s3://x/datasets/g/1"}}, "set by the pipeline"),
         ({"pretrain__gate": {"recognition_AUC": 1.5}}, "pretrain.gate.recognition_AUC"),

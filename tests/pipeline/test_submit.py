@@ -1,5 +1,7 @@
-"""`submit` against KFP backends of several versions (a fake client stands in for ``kfp.Client``; one test
-reads the version through the real client from a local HTTP server)."""
+"""`sam3-pipeline submit` against a stand-in for kfp.Client (there is no KFP backend here; tests/pipeline/
+fake_kfp.py): the credentials it builds the client with, the namespace its run lands in, and the KFP
+backend versions it accepts (one test reads the version through the real client from a local HTTP
+server)."""
 
 from __future__ import annotations
 
@@ -9,56 +11,111 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from components.errors import LaunchError
 from pipeline.config import CONFIGS, PipelineConfig
-from pipeline.submit import submit
+from pipeline.submit import TOKEN_ENV, run_name, submit
+from tests.pipeline.fake_kfp import FakeClient, authorization, install, run_cli
+
+CLUSTER = CONFIGS / "cluster.yaml"
+HOST = "http://ml-pipeline.kubeflow:8888"
 
 
-class FakeKfp:
-    """The calls ``submit`` makes on ``kfp.Client``, recorded; the healthz endpoint answers ``healthz``
-    (a JSON body) or raises ``error``."""
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> type[FakeClient]:
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    return install(monkeypatch)
 
-    def __init__(self, healthz: dict[str, Any] | None = None, error: Exception | None = None) -> None:
-        self.calls: list[str] = []
-        self.healthz, self.error = healthz, error
-        self.healthzs = SimpleNamespace(healthz_service_get_healthz=self._healthz)
 
-    def _healthz(self, **kwargs: Any) -> Any:
-        self.calls.append("healthz")
-        assert kwargs.get("_preload_content") is False  # the body, not the SDK's model (it drops tag_name)
-        if self.error is not None:
-            raise self.error
-        return SimpleNamespace(data=json.dumps(self.healthz).encode())
+def test_submit_authenticates_with_the_token_file_and_runs_in_the_namespace(
+    fake: type[FakeClient],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
 
-    def get_experiment(self, **_: Any) -> Any:
-        self.calls.append("get_experiment")
-        return SimpleNamespace(experiment_id="exp-1")
+    token = tmp_path / "token"
+    token.write_text("projected-token-1\n")
+    args = ["--config", str(CLUSTER), "--host", HOST, "--namespace", "team-a", "--token-path", str(token)]
+    code, out, err = run_cli(monkeypatch, capsys, "submit", *args)
+    assert code == 0, err
+    (client,) = fake.built
+    assert client.kwargs["host"] == HOST
+    assert client.kwargs["existing_token"] is None
+    credentials = client.kwargs["credentials"]
+    assert isinstance(credentials, ServiceAccountTokenVolumeCredentials)
+    assert authorization(credentials) == "Bearer projected-token-1"
+    token.write_text("projected-token-2\n")  # the kubelet rotated it: the next request reads the new one
+    assert authorization(credentials) == "Bearer projected-token-2"
+    assert client.calls[0] == "healthz"  # the backend's version, checked before the experiment and run
+    cfg = PipelineConfig.load(CLUSTER)
+    (run,) = client.created_runs
+    assert run.namespace == run.asked_namespace == "team-a"
+    assert list(client.experiments.values()) == [("sam3", "team-a")]
+    assert run.name == run_name(cfg) and run.service_account == cfg.kubernetes.pipeline_service_account
+    assert out.strip().splitlines()[-1] == "run-1" and f"run {run.name} created" in err
 
-    def create_experiment(self, *_: Any, **__: Any) -> Any:
-        self.calls.append("create_experiment")
-        return SimpleNamespace(experiment_id="exp-1")
 
-    def list_runs(self, **_: Any) -> Any:
-        self.calls.append("list_runs")
-        return SimpleNamespace(runs=[])
+def test_the_real_client_sends_the_token_file_to_an_explicit_host(tmp_path: Path) -> None:
+    """kfp.Client looks for the projected token only when it discovers the host itself: given a host, it
+    authenticates with the credentials it is handed, and with nothing otherwise."""
+    import kfp
+    from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
 
-    def create_run_from_pipeline_func(self, *_: Any, **__: Any) -> Any:
-        self.calls.append("create_run")
-        return SimpleNamespace(run_id="run-1")
+    token = tmp_path / "token"
+    token.write_text("projected-token\n")
+    # a namespace other than kfp's default "kubeflow" keeps the constructor from calling the host
+    with pytest.warns(FutureWarning):
+        bare = kfp.Client(host="http://127.0.0.1:9", namespace="team-a")
+        ours = kfp.Client(
+            host="http://127.0.0.1:9",
+            namespace="team-a",
+            credentials=ServiceAccountTokenVolumeCredentials(path=str(token)),
+        )
+    assert bare._existing_config.get_api_key_with_prefix("authorization") is None
+    assert ours._existing_config.get_api_key_with_prefix("authorization") == "Bearer projected-token"
 
-    def list_recurring_runs(self, **_: Any) -> Any:
-        self.calls.append("list_recurring_runs")
-        return SimpleNamespace(recurring_runs=[])
 
-    def create_recurring_run(self, *_: Any, **__: Any) -> Any:
-        self.calls.append("create_recurring_run")
-        return SimpleNamespace(recurring_run_id="job-1")
+def test_a_token_in_the_environment_is_used_instead_of_the_file(
+    fake: type[FakeClient],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, "from-the-environment")
+    token = tmp_path / "token"
+    token.write_text("projected-token\n")
+    args = ["--config", str(CLUSTER), "--token-path", str(token)]
+    code, _, err = run_cli(monkeypatch, capsys, "submit", *args)
+    assert code == 0, err
+    (client,) = fake.built
+    assert client.kwargs["existing_token"] == "from-the-environment" and client.kwargs["credentials"] is None
+    (run,) = client.created_runs
+    assert run.namespace is None  # no --namespace: a single-user deployment
 
+
+@pytest.mark.parametrize("content", [None, ""], ids=["missing", "empty"])
+def test_an_unusable_token_file_fails_before_any_request(
+    fake: type[FakeClient],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    content: str | None,
+) -> None:
+    token = tmp_path / "token"
+    if content is not None:
+        token.write_text(content)
+    args = ["--config", str(CLUSTER), "--host", HOST, "--token-path", str(token)]
+    code, _, err = run_cli(monkeypatch, capsys, "submit", *args)
+    assert code == 2 and f"--token-path {token}" in err, err
+    assert fake.built == []
+
+
+# -- the KFP backend's version ----------------------------------------------------------------------
 
 CREATING = {"get_experiment", "create_experiment", "create_run", "create_recurring_run"}
 
@@ -68,16 +125,28 @@ def cfg() -> PipelineConfig:
     return PipelineConfig.load(CONFIGS / "cluster.yaml")
 
 
-def _submit(
-    monkeypatch: pytest.MonkeyPatch, fake: FakeKfp, cfg: PipelineConfig, recurring: str | None = None
-) -> Any:
-    import kfp
-
-    monkeypatch.setattr(kfp, "Client", lambda **_: fake)
+def _backend(
+    monkeypatch: pytest.MonkeyPatch,
+    healthz: dict[str, Any] | None = None,
+    error: Exception | None = None,
+) -> type[FakeClient]:
+    """The fake client, its healthz endpoint answering ``healthz`` or raising ``error``."""
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    fake = install(monkeypatch, healthz=healthz, healthz_error=error)
     # the pipeline the fake would get is not what is tested here (test_compile.py checks it)
     monkeypatch.setattr("pipeline.submit.build_pipeline", lambda *_, **__: "the pipeline")
     monkeypatch.setattr("pipeline.submit.compile_pipeline", lambda _, out: out)
+    return fake
+
+
+def _submit(cfg: PipelineConfig, recurring: str | None = None) -> Any:
     return submit(cfg, "http://kfp.test:8888", recurring=recurring)
+
+
+def _calls(fake: type[FakeClient]) -> list[str]:
+    """The calls ``submit`` made on the one client it built."""
+    (client,) = fake.built
+    return client.calls
 
 
 def _api_error(status: int) -> Exception:
@@ -103,28 +172,32 @@ def test_an_older_backend_is_refused_before_anything_is_created(
     version: str,
     recurring: str | None,
 ) -> None:
-    fake = FakeKfp(healthz)
+    fake = _backend(monkeypatch, healthz)
     with pytest.raises(LaunchError) as err:
-        _submit(monkeypatch, fake, cfg, recurring)
+        _submit(cfg, recurring)
     message = str(err.value)
     assert f"KFP at http://kfp.test:8888 is version {version}" in message
     assert "needs KFP >= 2.14" in message and "PipelineTaskFinalStatus" in message
     assert "Nothing was submitted" in message
-    assert fake.calls == ["healthz"]  # no experiment, no run, no upload
+    assert _calls(fake) == ["healthz"]  # no experiment, no run, no upload
 
 
 @pytest.mark.parametrize("tag", ["2.14.0", "2.14.3", "v2.15.1", "2.17.0-rc.1", "3.0.0"])
 def test_a_current_backend_gets_the_run(
     monkeypatch: pytest.MonkeyPatch, cfg: PipelineConfig, tag: str
 ) -> None:
-    fake = FakeKfp({"commit_sha": "abc", "tag_name": tag, "multi_user": True, "pipeline_store": "database"})
-    result = _submit(monkeypatch, fake, cfg)
+    healthz = {"commit_sha": "abc", "tag_name": tag, "multi_user": True, "pipeline_store": "database"}
+    fake = _backend(monkeypatch, healthz)
+    result = _submit(cfg)
     assert result.created and result.id == "run-1"
-    assert fake.calls == ["healthz", "get_experiment", "list_runs", "create_run"]
-    fake = FakeKfp({"tag_name": tag})
-    result = _submit(monkeypatch, fake, cfg, recurring="0 0 3 * * *")
+    # the fake starts without the experiment: submit looks for it, then creates it
+    assert _calls(fake) == ["healthz", "get_experiment", "create_experiment", "list_runs", "create_run"]
+    fake = _backend(monkeypatch, {"tag_name": tag})
+    result = _submit(cfg, recurring="0 0 3 * * *")
     assert result.created and result.recurring and result.id == "job-1"
-    assert fake.calls == ["healthz", "get_experiment", "list_recurring_runs", "create_recurring_run"]
+    assert _calls(fake) == [
+        "healthz", "get_experiment", "create_experiment", "list_recurring_runs", "create_recurring_run",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -143,10 +216,13 @@ def test_a_backend_without_a_version_gets_a_warning_and_the_run(
     answer: dict[str, Any] | Exception,
     said: str,
 ) -> None:
-    fake = FakeKfp(error=answer) if isinstance(answer, Exception) else FakeKfp(answer)
+    if isinstance(answer, Exception):
+        fake = _backend(monkeypatch, error=answer)
+    else:
+        fake = _backend(monkeypatch, answer)
     with caplog.at_level(logging.WARNING, logger="pipeline.submit"):
-        result = _submit(monkeypatch, fake, cfg)
-    assert result.created and "create_run" in fake.calls
+        result = _submit(cfg)
+    assert result.created and "create_run" in _calls(fake)
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert f"KFP at http://kfp.test:8888 reports {said}" in warning
     assert "not checked" in warning and "KFP >= 2.14" in warning and "PipelineTaskFinalStatus" in warning
@@ -155,10 +231,10 @@ def test_a_backend_without_a_version_gets_a_warning_and_the_run(
 def test_a_backend_that_refuses_the_version_request_stops_the_submission(
     monkeypatch: pytest.MonkeyPatch, cfg: PipelineConfig
 ) -> None:
-    fake = FakeKfp(error=_api_error(401))
+    fake = _backend(monkeypatch, error=_api_error(401))
     with pytest.raises(LaunchError, match=r"KFP at http://kfp.test:8888: ApiException"):
-        _submit(monkeypatch, fake, cfg)
-    assert not CREATING & set(fake.calls)
+        _submit(cfg)
+    assert not CREATING & set(_calls(fake))
 
 
 @pytest.fixture
