@@ -42,6 +42,8 @@ bench: install
 	$(BIN)/python benchmarks/ingest.py
 
 # The container images, tagged with the installed package's version (components.images.image(...)).
+# Another registry: `make images IMAGE_REPOSITORY=registry.example.com/ml`, and the same value as
+# kubernetes.images.registry in the pipeline config.
 IMAGE_REPOSITORY := ghcr.io/sam3-pipeline
 VERSION = $(shell $(BIN)/python -c "from components.images import package_version; print(package_version())")
 

@@ -27,11 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from components.errors import ConfigError
 from components.gate.policy import Gate
-from components.images import TRAINER_IMAGE
+from components.images import Images
 from components.ingest.config import DataConfig
 from components.model.config import ModelConfig
 from components.train.config import ALIGN_STAGE, Size, TrainConfig
-from components.train.placement import Cluster, Resources
+from components.train.placement import Cluster, Resources, SecretName
 
 STAGES: tuple[str, ...] = (ALIGN_STAGE, "detector", "presence", "tracker", "joint")
 """Every stage in pipeline order; a config trains the two image stages and, when it has them, the
@@ -110,6 +110,14 @@ class Kubernetes(_Model):
         "the default is the one manifests/base deploys); empty: nothing is pushed",
     )
     evaluate: Resources = Field(default_factory=Resources, description="the evaluate steps' pod")
+    images: Images = Field(
+        default_factory=Images, description="the steps' and the training ranks' images (compiled in)"
+    )
+    image_pull_secrets: list[SecretName] = Field(
+        default_factory=list,
+        description="Secrets (kubernetes.io/dockerconfigjson, in namespace) every step and training pod "
+        "pulls its image with",
+    )
 
     def cluster(self) -> Cluster:
         return Cluster(
@@ -121,7 +129,8 @@ class Kubernetes(_Model):
             s3_endpoint=self.s3_endpoint,
             s3_bucket=self.s3_bucket,
             s3_secure=self.s3_secure,
-            trainer_image=TRAINER_IMAGE,
+            trainer_image=self.images.ref("trainer"),
+            image_pull_secrets=self.image_pull_secrets,
         )
 
 

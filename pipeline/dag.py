@@ -11,12 +11,11 @@
 
 Each step is a thin KFP component over library code (follow the imports below
 to reach it). The configuration is compiled in: step inputs are its sections
-as JSON, and for ``target="kubernetes"`` the pods get the S3 Secret by
-reference, the Pushgateway's URL (``kubernetes.pushgateway_url``), resources,
-GPU, node selectors, tolerations, /dev/shm and retries from it (a train step
-stays retryable for as long as its stage may train: ``train_retry_window``).
-The local runner gets the same DAG without the cluster settings (it would
-apply their environment variables to the laptop's processes).
+as JSON, and for ``target="kubernetes"`` the pods get their images (``kubernetes.images``) and pull
+secrets, the S3 Secret by reference, the Pushgateway's URL (``kubernetes.pushgateway_url``), resources,
+GPU, node selectors, tolerations, /dev/shm and retries from it (a train step stays retryable for as
+long as its stage may train: ``train_retry_window``). The local runner gets the same DAG without the
+cluster settings (it would apply their environment variables to the laptop's processes).
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from kfp import dsl
 
 from components.evaluate.component import evaluate_stage
 from components.gate.component import gate_stage
+from components.images import COMPONENT_IMAGE, TRAINER_IMAGE, Kind
 from components.ingest.component import commit_datasets, ingest_partition, prepare_sources
 from components.negatives.component import mine_hard_negatives
 from components.promote.component import promote_model
@@ -50,7 +50,7 @@ def build_pipeline(cfg: PipelineConfig, target: Target = "kubernetes") -> Any:
     """The pipeline function (a kfp GraphComponent) for this config."""
     run_id = cfg.effective_run_id()
     data = cfg.data.model_dump_json()
-    cluster = cfg.kubernetes.cluster().model_dump_json()
+    cluster = cfg.kubernetes.cluster().to_json()
     k8s = target == "kubernetes"
     stages = cfg.stages()
 
@@ -166,12 +166,19 @@ def train_retry_window(stage: Stage, retries: int) -> int:
     return math.ceil((retries + 1) * attempt + backoffs)
 
 
+STEP_IMAGES: dict[str, Kind] = {COMPONENT_IMAGE: "component", TRAINER_IMAGE: "trainer"}
+"""The image a component declares (its ``base_image``) -> which of the project's images it is."""
+
+
 def _on_kubernetes(task: Any, cfg: PipelineConfig, resources: Resources, retry_window_s: int) -> None:
-    """Cluster settings of one step's pod: image pull, S3 env (secret by reference), the Pushgateway's URL,
-    resources, placement, retries."""
+    """Cluster settings of one step's pod: image and pull secrets, S3 env (secret by reference), the
+    Pushgateway's URL, resources, placement, retries."""
     from kfp import kubernetes
 
     k = cfg.kubernetes
+    task.set_container_image(k.images.ref(STEP_IMAGES[task.container_spec.image]))
+    if k.image_pull_secrets:
+        kubernetes.set_image_pull_secrets(task, k.image_pull_secrets)
     task.set_retry(
         num_retries=k.step_retries,
         backoff_duration=f"{BACKOFF_S}s",

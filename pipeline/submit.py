@@ -15,6 +15,10 @@ a pod that names its KFP host must pass the token path.
 ``namespace``: the Kubeflow profile namespace of a multi-user deployment; the
 run's experiment is found or created there, and the run with it (None for a
 single-user deployment).
+
+The compiled pipeline needs a KFP backend of at least ``MIN_KFP_BACKEND``:
+``submit`` asks the API server its version first, and refuses an older one,
+saying why, before it creates anything (an experiment, a run, an upload).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +39,14 @@ from pipeline.dag import build_pipeline
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "SAM3_KFP_TOKEN"  # a bearer token; before the token path, if both are given
+
+MIN_KFP_BACKEND = (2, 14)
+KFP_BACKEND_NEEDS = (
+    "the exit handler's dsl.PipelineTaskFinalStatus needs 2.14 (an older backend refuses to create the "
+    "run), the steps' retries 2.5, the reports and notes that steps behind a gate output (artifacts of a "
+    "nested DAG) 2.3"
+)
+"""Why: the newest feature the pipeline uses sets the minimum."""
 
 
 def compile_pipeline(cfg: PipelineConfig, out: Path) -> Path:
@@ -84,6 +97,7 @@ def submit(
         client = kfp.Client(
             host=host, existing_token=token, credentials=credentials, namespace=namespace or "kubeflow"
         )
+        check_backend(client, host)
         exp = _experiment(client, experiment, namespace)
         if recurring is None:
             found = (
@@ -131,6 +145,55 @@ def _token_file_credentials(path: Path) -> Any:
     except OSError as exc:
         raise ConfigError(f"--token-path {path}: cannot read the token: {exc.strerror}") from None
     return ServiceAccountTokenVolumeCredentials(path=str(path))
+
+
+VERSION_FIELDS = ("tag_name", "apiServerTagName")
+"""Where a healthz answer names the API server's release: the API server's own field, and the one the
+Kubeflow UI's proxy (a host that is the UI's address) reports it under."""
+
+
+def backend_version(client: Any) -> str | None:
+    """The KFP API server's version, from its healthz endpoint (``/apis/v2beta1/healthz``): the release
+    the server's image was built as. None when it reports none (``unknown``: a build without a tag).
+    The SDK's healthz model keeps only ``multi_user`` and ``pipeline_store``, so the body is read as
+    JSON. Raises ``ValueError`` for a body that is no JSON object."""
+    response = client.healthzs.healthz_service_get_healthz(_preload_content=False)
+    body = json.loads(response.data or b"{}")
+    if not isinstance(body, dict):
+        raise ValueError(f"the healthz answer is no JSON object: {str(body)[:80]}")
+    tag = next((str(body[f]).strip() for f in VERSION_FIELDS if body.get(f)), "")
+    return tag if tag and tag.lower() != "unknown" else None
+
+
+def check_backend(client: Any, host: str | None) -> None:
+    """Refuse a KFP backend older than ``MIN_KFP_BACKEND`` before anything is created. When the server
+    answers without a version that can be read, warn and go on (the run may then fail to start on an
+    older backend); a server that cannot be reached or refuses the request fails as any other call."""
+    where = f"KFP at {host or 'in-cluster'}"
+    need = ".".join(map(str, MIN_KFP_BACKEND))
+    try:
+        tag = backend_version(client)
+    except Exception as exc:
+        if not isinstance(exc, ValueError) and getattr(exc, "status", None) != 404:
+            raise  # unreachable, unauthorised, a server error: the caller reports it
+        tag, why = None, f"no version: {type(exc).__name__}: {_short(exc)}"
+    else:
+        why = f"the version {tag!r}" if tag else "no version"
+    found = re.match(r"v?(\d+)\.(\d+)", tag or "")
+    if found is None:
+        log.warning(
+            "%s reports %s, so it is not checked that it is KFP >= %s, which this pipeline needs (%s)",
+            where,
+            why,
+            need,
+            KFP_BACKEND_NEEDS,
+        )
+        return
+    if (int(found[1]), int(found[2])) < MIN_KFP_BACKEND:
+        raise LaunchError(
+            f"{where} is version {tag}; this pipeline needs KFP >= {need}: {KFP_BACKEND_NEEDS}. "
+            "Nothing was submitted: upgrade Kubeflow Pipelines"
+        )
 
 
 def _experiment(client: Any, name: str, namespace: str | None) -> str:

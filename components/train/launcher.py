@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from components.errors import ConfigError, LaunchError
+from components.images import TRAINER_IMAGE
 from components.train.config import TrainConfig
 from components.train.placement import Cluster
 
 log = logging.getLogger(__name__)
 
 Scheduler = Literal["local_cwd", "kubernetes"]
-DEFAULT_IMAGE = "ghcr.io/sam3-pipeline/trainer"
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Topology:
     max_restarts: int = 3  # torchrun restarts of the worker group on a rank failure
     max_retries: int = 0  # scheduler-level retries of the whole job
     rdzv_port: int = 29500
-    image: str = DEFAULT_IMAGE
+    image: str = TRAINER_IMAGE  # a pipeline config's kubernetes.images sets it (Cluster.trainer_image)
     env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -6,18 +6,30 @@ or our labels. ``patch_job`` adds them to the dry-run request before it is
 scheduled: a restricted security context (non-root, no privilege escalation,
 no capabilities), S3 credentials as ``secretKeyRef`` environment variables (the
 value never enters the spec), node selectors (including the accelerator
-type), tolerations, the /dev/shm size, and labels that monitoring selects on.
+type), tolerations, the /dev/shm size, image pull secrets (TorchX has no option for them), and labels
+that monitoring selects on.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from components.images import TRAINER_IMAGE
 
 ACCELERATOR_LABEL = "nvidia.com/gpu.product"
+_DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+
+
+def _secret_name(name: str) -> str:
+    if len(name) > 253 or not re.fullmatch(_DNS_SUBDOMAIN, name):
+        raise ValueError(f"{name!r} is not a Secret name (lowercase letters, digits, '-' and '.')")
+    return name
+
+
+SecretName = Annotated[str, AfterValidator(_secret_name)]
 
 
 class _Model(BaseModel):
@@ -69,6 +81,14 @@ class Cluster(_Model):
     s3_bucket: str = "sam3"
     s3_secure: bool = False
     trainer_image: str = TRAINER_IMAGE
+    image_pull_secrets: list[SecretName] = Field(
+        default_factory=list, description="Secrets of type kubernetes.io/dockerconfigjson in namespace"
+    )
+
+    def to_json(self) -> str:
+        """The form a train step gets: pull secrets only when there are some, so that a config without
+        them compiles as before and older step images (which know no such field) still read it."""
+        return self.model_dump_json(exclude=None if self.image_pull_secrets else {"image_pull_secrets"})
 
     def plain_env(self) -> dict[str, str]:
         return {
@@ -88,6 +108,7 @@ def patch_job(job: dict[str, Any], resources: Resources, cluster: Cluster, label
         V1Capabilities,
         V1EnvVar,
         V1EnvVarSource,
+        V1LocalObjectReference,
         V1PodSecurityContext,
         V1SeccompProfile,
         V1SecretKeySelector,
@@ -113,6 +134,8 @@ def patch_job(job: dict[str, Any], resources: Resources, cluster: Cluster, label
             run_as_user=RUN_AS_USER,
             seccomp_profile=V1SeccompProfile(type="RuntimeDefault"),
         )
+        if cluster.image_pull_secrets:
+            spec.image_pull_secrets = [V1LocalObjectReference(name=s) for s in cluster.image_pull_secrets]
         for container in spec.containers:
             container.security_context = V1SecurityContext(
                 allow_privilege_escalation=False, capabilities=V1Capabilities(drop=["ALL"])

@@ -25,6 +25,9 @@ def train(
     gpus: int = typer.Option(0, "--gpus", min=0, help="GPUs per node (kubernetes)."),
     scheduler: str = typer.Option("local_cwd", "--scheduler", help="local_cwd | kubernetes"),
     image: str = typer.Option(TRAINER_IMAGE, "--image", help="Trainer image."),
+    pull_secrets: list[str] = typer.Option(
+        [], "--image-pull-secret", help="Secret the pods pull the image with (kubernetes); repeat."
+    ),
     queue: str = typer.Option("sam3", "--queue", help="Volcano queue (kubernetes)."),
     namespace: str = typer.Option("sam3", "--namespace", help="Namespace (kubernetes)."),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=1),
@@ -68,7 +71,12 @@ def train(
         err = exc.errors()[0]
         raise ConfigError(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}") from None
     resources = Resources(nnodes=nnodes, nproc=nproc, gpus=gpus)
-    cluster = Cluster(queue=queue, namespace=namespace, trainer_image=image)
+    try:
+        cluster = Cluster(
+            queue=queue, namespace=namespace, trainer_image=image, image_pull_secrets=pull_secrets
+        )
+    except ValidationError as exc:
+        raise ConfigError(f"--image-pull-secret: {exc.errors()[0]['msg']}") from None
     sched: Scheduler = "kubernetes" if scheduler == "kubernetes" else "local_cwd"
     if dry_run:
         typer.echo(dryrun(cfg, resources, sched, cluster=cluster))

@@ -114,3 +114,20 @@ def test_make_images_without_docker_says_so(tmp_path: Path) -> None:
     done = _make("images", path=str(tmp_path))  # a PATH without docker (the venv's bin comes first)
     assert done.returncode != 0
     assert "'docker' is not installed or not on PATH" in done.stderr
+
+
+def test_torchx_is_one_dated_nightly_build() -> None:
+    """The images run the TorchX build that the tests ran, never whichever nightly is newest: the
+    dependency is an exact dated nightly, and the lock the images install with pins the same one."""
+    import tomllib
+
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    (pin,) = [d for d in pyproject["project"]["dependencies"] if re.match(r"torchx\b", d)]
+    assert re.fullmatch(r"torchx-nightly==20\d\d\.\d{1,2}\.\d{1,2}", pin), pin
+    locked = [
+        line for line in (REPO / "requirements.lock").read_text().splitlines() if line.startswith("torchx")
+    ]
+    assert locked == [pin]
+    for kind in KINDS:
+        runs = [args for op, args in instructions(kind) if op == "RUN" and "pip install" in args]
+        assert runs and all("-c requirements.lock" in r for r in runs), kind

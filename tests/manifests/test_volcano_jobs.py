@@ -140,3 +140,29 @@ def test_a_long_config_name_still_makes_an_acceptable_job() -> None:
 def test_training_pods_are_hardened(jobs: dict[str, dict[str, Any]]) -> None:
     problems = pod_security_problems(list(jobs.values()))
     assert problems == [], "\n".join(problems)
+
+
+def test_the_job_pulls_the_configs_trainer_image_with_its_pull_secrets() -> None:
+    digest = "sha256:" + "5a" * 32
+    text = CLUSTER.read_text().replace(
+        "kubernetes:\n",
+        "kubernetes:\n"
+        "  images:\n"
+        "    registry: registry.example.com/ml/sam3\n"
+        f"    digests: {{component: sha256:{'c0' * 32}, trainer: {digest}}}\n"
+        "  image_pull_secrets: [regcred]\n",
+        1,
+    )
+    job = volcano_job(PipelineConfig.parse(text), "detector")
+    assert errors(job) == []
+    for task in job["spec"]["tasks"]:
+        pod = task["template"]["spec"]
+        assert [c["image"] for c in pod["containers"]] == [f"registry.example.com/ml/sam3/trainer@{digest}"]
+        assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_without_pull_secrets_the_pods_name_none(jobs: dict[str, dict[str, Any]]) -> None:
+    """The service account's own imagePullSecrets apply only to a pod that names none."""
+    assert all(
+        "imagePullSecrets" not in t["template"]["spec"] for j in jobs.values() for t in j["spec"]["tasks"]
+    )

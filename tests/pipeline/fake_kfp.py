@@ -1,12 +1,15 @@
 """A stand-in for ``kfp.Client``: records how ``submit`` builds it and what it asks the KFP API for.
 
 There is no KFP backend here. Install it with ``install(monkeypatch)``; every client built afterwards is
-in ``FakeClient.built``. Experiments belong to a namespace, a run to its experiment's namespace (as in
-KFP's v2 API): ``created_runs`` has the namespace each run landed in.
+in ``FakeClient.built``, and each records the calls made on it, in order, in ``calls``. Experiments belong
+to a namespace, a run to its experiment's namespace (as in KFP's v2 API): ``created_runs`` has the
+namespace each run landed in. The API server's healthz endpoint answers ``install``'s ``healthz`` (a JSON
+body; by default that of a backend recent enough for the pipeline) or raises its ``healthz_error``.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -24,29 +27,47 @@ class Run:
     service_account: str | None
 
 
+SUPPORTED_HEALTHZ: dict[str, Any] = {"commit_sha": "0123abc", "tag_name": "2.15.0", "multi_user": True}
+"""What a KFP API server recent enough for the pipeline (>= pipeline.submit.MIN_KFP_BACKEND) answers."""
+
+
 class FakeClient:
     """Built as ``kfp.Client(**kwargs)``; ``kwargs`` keeps the constructor's arguments."""
 
     built: ClassVar[list[FakeClient]] = []
+    healthz: ClassVar[dict[str, Any]] = SUPPORTED_HEALTHZ
+    healthz_error: ClassVar[Exception | None] = None
 
     def __init__(self, **kwargs: Any) -> None:
         self.kwargs = kwargs
+        self.calls: list[str] = []
         self.experiments: dict[str, tuple[str, str | None]] = {}  # id -> (name, namespace)
         self.created_runs: list[Run] = []
+        self.healthzs = SimpleNamespace(healthz_service_get_healthz=self._healthz)
         FakeClient.built.append(self)
 
+    def _healthz(self, **kwargs: Any) -> Any:
+        self.calls.append("healthz")
+        assert kwargs.get("_preload_content") is False  # the body, not the SDK's model (it drops tag_name)
+        if FakeClient.healthz_error is not None:
+            raise FakeClient.healthz_error
+        return SimpleNamespace(data=json.dumps(FakeClient.healthz).encode())
+
     def get_experiment(self, experiment_name: str, namespace: str | None = None) -> Any:
+        self.calls.append("get_experiment")
         for exp_id, (name, ns) in self.experiments.items():
             if (name, ns) == (experiment_name, namespace):
                 return SimpleNamespace(experiment_id=exp_id)
         raise ValueError(f"no experiment {experiment_name!r} in {namespace!r}")  # as kfp.Client does
 
     def create_experiment(self, name: str, namespace: str | None = None, **_: Any) -> Any:
+        self.calls.append("create_experiment")
         exp_id = f"exp-{len(self.experiments) + 1}"
         self.experiments[exp_id] = (name, namespace)
         return SimpleNamespace(experiment_id=exp_id)
 
     def list_runs(self, experiment_id: str, namespace: str | None = None, **_: Any) -> Any:
+        self.calls.append("list_runs")
         return SimpleNamespace(runs=None)
 
     def create_run_from_pipeline_func(
@@ -58,17 +79,34 @@ class FakeClient:
         service_account: str | None = None,
         **_: Any,
     ) -> Any:
+        self.calls.append("create_run")
         _, exp_namespace = self.experiments[experiment_id]
         run = Run(run_name, experiment_id, exp_namespace, namespace, service_account)
         self.created_runs.append(run)
         return SimpleNamespace(run_id=f"run-{len(self.created_runs)}")
 
+    def list_recurring_runs(self, experiment_id: str, namespace: str | None = None, **_: Any) -> Any:
+        self.calls.append("list_recurring_runs")
+        return SimpleNamespace(recurring_runs=None)
 
-def install(monkeypatch: pytest.MonkeyPatch) -> type[FakeClient]:
-    """Replace ``kfp.Client`` with the fake for this test; the real client would call a KFP host."""
+    def create_recurring_run(self, experiment_id: str, job_name: str, *_: Any, **__: Any) -> Any:
+        self.calls.append("create_recurring_run")
+        return SimpleNamespace(recurring_run_id="job-1")
+
+
+def install(
+    monkeypatch: pytest.MonkeyPatch,
+    healthz: dict[str, Any] | None = None,
+    healthz_error: Exception | None = None,
+) -> type[FakeClient]:
+    """Replace ``kfp.Client`` with the fake for this test; the real client would call a KFP host. Its
+    healthz endpoint answers ``healthz`` (default: a supported backend's answer) or raises
+    ``healthz_error``."""
     import kfp
 
     FakeClient.built = []
+    FakeClient.healthz = SUPPORTED_HEALTHZ if healthz is None else healthz
+    FakeClient.healthz_error = healthz_error
     monkeypatch.setattr(kfp, "Client", FakeClient)
     return FakeClient
 

@@ -239,6 +239,73 @@ def test_a_config_without_pretrain_compiles_as_before(tmp_path: Path) -> None:
     )
 
 
+COMPONENT_DIGEST = "sha256:" + "c0" * 32
+TRAINER_DIGEST = "sha256:" + "7e" * 32
+
+
+def test_images_and_pull_secrets_come_from_the_config(tmp_path: Path) -> None:
+    """Another registry, images pinned by digest and a pull secret reach every step's pod, and the train
+    steps hand them on to the training job (the Volcano job TorchX would submit from the step's input)."""
+    from components.train.config import TrainConfig
+    from components.train.job import dryrun
+    from components.train.placement import Cluster
+
+    doc = yaml.safe_load((CONFIGS / "cluster.yaml").read_text())
+    doc["kubernetes"]["images"] = {
+        "registry": "registry.example.com:5000/ml/sam3",
+        "digests": {"component": COMPONENT_DIGEST, "trainer": TRAINER_DIGEST},
+    }
+    doc["kubernetes"]["image_pull_secrets"] = ["regcred", "mirror.pull"]
+    text = compile_pipeline(PipelineConfig.model_validate(doc), tmp_path / "p.yaml").read_text()
+    assert "ghcr.io" not in text
+    spec, platform = yaml.safe_load_all(text)
+    executors = spec["deploymentSpec"]["executors"]
+    pods = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for name, executor in executors.items():
+        kind, digest = (
+            ("trainer", TRAINER_DIGEST)
+            if name.startswith("exec-evaluate-stage")
+            else ("component", COMPONENT_DIGEST)
+        )
+        assert executor["container"]["image"] == f"registry.example.com:5000/ml/sam3/{kind}@{digest}", name
+        assert [s["secretName"] for s in pods[name]["imagePullSecret"]] == ["regcred", "mirror.pull"], name
+    trains = _train_tasks(spec)
+    assert trains
+    for display, (_, _, task) in trains.items():
+        params = task["inputs"]["parameters"]
+        cluster = Cluster.model_validate_json(params["cluster"]["runtimeValue"]["constant"])
+        assert cluster.trainer_image == f"registry.example.com:5000/ml/sam3/trainer@{TRAINER_DIGEST}", display
+        assert cluster.image_pull_secrets == ["regcred", "mirror.pull"], display
+    _, _, detector = trains["train detector"]
+    params = detector["inputs"]["parameters"]
+    train_config = TrainConfig.model_validate(
+        {
+            **json.loads(params["train_config"]["runtimeValue"]["constant"]),
+            "dataset": "s3://sam3/datasets/x/1",
+        }
+    )
+    cluster = Cluster.model_validate_json(params["cluster"]["runtimeValue"]["constant"])
+    stage = PipelineConfig.model_validate(doc).stage("detector")
+    job = yaml.safe_load(dryrun(train_config, stage.resources, "kubernetes", cluster=cluster))
+    for task in job["spec"]["tasks"]:
+        pod = task["template"]["spec"]
+        assert [c["image"] for c in pod["containers"]] == [cluster.trainer_image]
+        assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror.pull"}]
+
+
+def test_the_default_images_compile_as_before(compiled: tuple[str, dict]) -> None:  # type: ignore[type-arg]
+    """Without kubernetes.images and image_pull_secrets: the project's images tagged with the package
+    version, no pull secret, and a train step input that older step images still read."""
+    _, spec = compiled
+    version = package_version()
+    pods = spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert not [name for name, pod in pods.items() if "imagePullSecret" in pod]
+    for _, _, task in _train_tasks(spec).values():
+        cluster = json.loads(task["inputs"]["parameters"]["cluster"]["runtimeValue"]["constant"])
+        assert cluster["trainer_image"] == f"ghcr.io/sam3-pipeline/trainer:{version}"
+        assert "image_pull_secrets" not in cluster
+
+
 def test_run_name_is_the_config_hash() -> None:
     cfg = PipelineConfig.load(CONFIGS / "cluster.yaml")
     assert run_name(cfg) == run_name(PipelineConfig.load(CONFIGS / "cluster.yaml"))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from components.errors import ConfigError
 from pipeline.config import CONFIGS, DEFAULT_CONFIG, PipelineConfig
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
 
 
 def test_shipped_configs_load() -> None:
@@ -51,6 +54,37 @@ def _write(tmp_path: Path, **changes: object) -> Path:
         ({"pretrain__gate": {"max_regression": 1.0}}, "pretrain.gate: max_regression"),
         ({"detector__gate": {"recognition_AUC": 0.8}}, "detector.gate.recognition_AUC: only the pretrain"),
         ({"pretrain__size": "small"}, "pretrain.size: small is not the detector's size (tiny112)"),
+        (
+            {"kubernetes__images": {"tag": "0.2.0", "digests": {"component": DIGEST, "trainer": DIGEST}}},
+            "kubernetes.images: Value error, give a tag or digests, not both",
+        ),
+        (
+            {"kubernetes__images": {"digests": {"component": "sha256:1234", "trainer": DIGEST}}},
+            "kubernetes.images.digests.component: Value error, 'sha256:1234' is not an image digest",
+        ),
+        (
+            {"kubernetes__images": {"digests": {"component": DIGEST.upper(), "trainer": DIGEST}}},
+            "is not an image digest (sha256: and 64 lowercase hex digits, or sha512: and 128)",
+        ),
+        ({"kubernetes__images": {"digests": {"component": DIGEST}}}, "kubernetes.images.digests.trainer"),
+        ({"kubernetes__images": {"digest": DIGEST}}, "kubernetes.images.digest: Extra inputs"),
+        (
+            {"kubernetes__images": {"registry": "https://registry.example.com/ml"}},
+            "images.registry: Value error, 'https://registry.example.com/ml' is not a registry host",
+        ),
+        ({"kubernetes__images": {"registry": "registry.example.com/ml/"}}, "is not a registry host and path"),
+        (
+            {"kubernetes__images": {"tag": "1.0:beta"}},
+            "kubernetes.images.tag: Value error, '1.0:beta' is not",
+        ),
+        (
+            {"kubernetes__image_pull_secrets": ["regcred", "Reg_Cred"]},
+            "kubernetes.image_pull_secrets.1: Value error, 'Reg_Cred' is not a Secret name",
+        ),
+        (
+            {"kubernetes__image_pull_secrets": "regcred"},
+            "kubernetes.image_pull_secrets: Input should be a valid list",
+        ),
     ],
 )
 def test_bad_values_name_the_file_and_field(tmp_path: Path, change: dict[str, object], message: str) -> None:
@@ -155,3 +189,37 @@ def test_train_config_sets_the_pretrain_stages_eval_dataset() -> None:
     assert cfg.train_config("pretrain", "s3://sam3/datasets/shapes/v1", eval_dataset="").eval_dataset is None
     detector = cfg.train_config("detector", "s3://sam3/datasets/shapes/v1", init="s3://sam3/runs/r/pretrain")
     assert not detector.align and detector.eval_dataset is None
+
+
+def test_images_default_to_the_packages_and_move_with_the_config() -> None:
+    from components.images import package_version
+
+    version = package_version()
+    default = PipelineConfig.load(CONFIGS / "cluster.yaml").kubernetes
+    assert default.images.ref("component") == f"ghcr.io/sam3-pipeline/component:{version}"
+    assert default.cluster().trainer_image == f"ghcr.io/sam3-pipeline/trainer:{version}"
+    assert default.image_pull_secrets == [] and default.cluster().image_pull_secrets == []
+
+    def kubernetes(**section: object) -> Any:
+        doc = yaml.safe_load((CONFIGS / "cluster.yaml").read_text())
+        doc["kubernetes"].update(section)
+        return PipelineConfig.parse(yaml.safe_dump(doc)).kubernetes
+
+    tagged = kubernetes(images={"registry": "localhost:5000", "tag": "2026-01-rc1"})
+    assert tagged.images.ref("trainer") == "localhost:5000/trainer:2026-01-rc1"
+    pinned = kubernetes(
+        images={
+            "registry": "registry.example.com/ml/sam3",
+            "digests": {"component": DIGEST, "trainer": DIGEST},
+        },
+        image_pull_secrets=["regcred"],
+    )
+    assert pinned.images.ref("component") == f"registry.example.com/ml/sam3/component@{DIGEST}"
+    cluster = pinned.cluster()
+    assert cluster.trainer_image == f"registry.example.com/ml/sam3/trainer@{DIGEST}"
+    assert cluster.image_pull_secrets == ["regcred"]
+    base = PipelineConfig.load(CONFIGS / "cluster.yaml")
+    moved = PipelineConfig.model_validate(
+        {**base.model_dump(mode="json"), "kubernetes": pinned.model_dump(mode="json")}
+    )
+    assert moved.effective_run_id() == base.effective_run_id()  # where pods pull from is not what is trained
