@@ -1,6 +1,6 @@
 """Data contracts shared by the steps: the Parquet shard schema and the dataset manifest.
 
-See DESIGN.md ("Shard records", "Dataset manifest"). Change a field only
+See docs/architecture.md ("Data contracts"). Change a field only
 together with every reader.
 """
 

@@ -1,6 +1,6 @@
 """Ingest: annotation files + media -> versioned Parquet shards in the object store.
 
-Flow (DESIGN.md, "Data contracts"): fingerprint the inputs -> version; if the
+Flow (docs/architecture.md, "Data contracts"): fingerprint the inputs -> version; if the
 version's manifest exists, stop (a no-op). Otherwise plan every source (cheap,
 identical in every worker), cut shards, check and write the shards of this
 partition (``index % N == I``), stage the partition's summary, and, on commit,

@@ -1,6 +1,6 @@
 """The model registry in the object store.
 
-Layout (DESIGN.md): ``registry/<model>/versions/<N>/`` holds ``model.safetensors``
+Layout (docs/architecture.md): ``registry/<model>/versions/<N>/`` holds ``model.safetensors``
 (copied from a checkpoint step folder on the server: the weights, 3.4 GB for the
 full model, are hashed in chunks and never held in memory), ``config.json`` (that step's TrainConfig,
 when present) and ``model_card.json``, written last: a version without a card is

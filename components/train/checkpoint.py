@@ -1,6 +1,6 @@
 """Checkpoints in the object store, committed by a pointer.
 
-Layout (DESIGN.md): ``runs/<run_id>/<stage>/checkpoints/step-NNNNNNN/`` holds
+Layout (docs/architecture.md): ``runs/<run_id>/<stage>/checkpoints/step-NNNNNNN/`` holds
 ``model.safetensors`` (weights) and ``trainer.pt`` (optimizer, scheduler,
 step, RNG state); ``latest.json`` names the newest complete step and is
 written only after every file of that step is in the store. A restarted job
