@@ -300,10 +300,11 @@ class Release:
     probed: dict[str, torch.Tensor]  # Meta's model's outputs (``probe``)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def meta_release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
     """Meta's video model as ``sam3.model_builder`` builds it (random weights), saved as Meta releases it:
-    ``{"model": state_dict()}``, 1,465 tensors, 861M values, 3.45 GB. Removed after the session."""
+    ``{"model": state_dict()}``, 1,465 tensors, 861M values, 3.45 GB. Built once (only this module uses
+    it) and removed as soon as the module is done, so the rest of the suite runs without the 3.45 GB."""
     import sam3.model_builder as official
 
     from components.model.builder import bpe_vocab_path
