@@ -23,6 +23,12 @@ class DataError(Sam3Error):
     """Input data that cannot be used (nothing valid left, strict mode, bad manifest)."""
 
 
+class WeightsRefused(DataError):
+    """A weights file that is refused: unreadable, or not the architecture it is imported as."""
+
+    exit_code = 2
+
+
 class StorageError(Sam3Error):
     """The object store failed or refused, after bounded retries."""
 

@@ -43,6 +43,7 @@ _MISSING_CODES = frozenset({"NoSuchKey", "NoSuchObject", "NoSuchBucket", "Resour
 _CONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 _KEY_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
 HASH_CHUNK = 8 << 20  # bytes read at a time when an object is hashed in the store
+PART_SIZE = 16 << 20  # bytes per part of a streamed upload (S3's minimum is 5 MiB)
 
 
 class S3Settings(BaseModel):
@@ -247,8 +248,57 @@ class ObjectStore:
         self._call(f"put {self.uri(key)}", put)
         return StoredObject(key=key, size=len(data), sha256=digest)
 
-    def put_file(self, key: str, path: Path, content_type: str = "application/octet-stream") -> StoredObject:
-        return self.put_bytes(key, Path(path).read_bytes(), content_type)
+    def put_file(
+        self,
+        key: str,
+        path: Path,
+        content_type: str = "application/octet-stream",
+        *,
+        sha256: str | None = None,
+    ) -> StoredObject:
+        """Stream a file into the store, in ``PART_SIZE`` parts past the first (S3 multipart): memory
+        holds a few parts, never the file. ``sha256``: the file's, when the caller has hashed it already
+        (else it is hashed here, in chunks); recorded on the object as ``put_bytes`` records it."""
+        validate_key(key)
+        path = Path(path)
+        digest = sha256 or sha256_file(path)
+        size = path.stat().st_size
+
+        def put() -> None:
+            with open(path, "rb") as fh:  # reopened by a retry: every attempt sends the file from its start
+                self.client.put_object(
+                    self.bucket,
+                    key,
+                    fh,
+                    size,
+                    content_type=content_type,
+                    metadata={"x-amz-meta-sha256": digest},
+                    part_size=PART_SIZE,
+                )
+
+        self._call(f"put {self.uri(key)} from {path}", put)
+        return StoredObject(key=key, size=size, sha256=digest)
+
+    def get_file(self, key: str, path: Path, *, chunk: int = HASH_CHUNK) -> StoredObject:
+        """Stream an object into a local file, ``chunk`` bytes at a time, hashing it on the way; the
+        object's size and sha256 as read."""
+        validate_key(key)
+
+        def get() -> StoredObject:
+            resp = self.client.get_object(self.bucket, key)
+            try:
+                sha, size = hashlib.sha256(), 0
+                with open(path, "wb") as fh:  # truncated by a retry: every attempt writes the whole object
+                    for block in resp.stream(chunk):
+                        fh.write(block)
+                        sha.update(block)
+                        size += len(block)
+                return StoredObject(key=key, size=size, sha256=sha.hexdigest())
+            finally:
+                resp.close()
+                resp.release_conn()
+
+        return self._call(f"get {self.uri(key)} into {path}", get)
 
     def put_json(self, key: str, obj: Any) -> StoredObject:
         if isinstance(obj, BaseModel):

@@ -75,16 +75,33 @@ def load_weights(
     current = model.state_dict()
     if any(t.is_meta for t in current.values()):
         raise ConfigError("cannot load weights into a model on the meta device: build it on 'cpu'")
+    weights = fit_weights(state_dict, current, source, video=video)
+    model.load_state_dict(weights, strict=False)
+    log.info("loaded %d tensors from %s", len(weights), source)
+
+
+def fit_weights(
+    state_dict: Mapping[str, object],
+    expected: Mapping[str, torch.Tensor],
+    source: str,
+    *,
+    video: bool = False,
+    model_name: str = "this model",
+) -> dict[str, torch.Tensor]:
+    """The tensors of ``state_dict`` (any layout above) that ``load_weights`` would load into a model whose
+    state dict is ``expected`` (meta tensors will do: only keys and shapes are read), keyed as the model
+    names them; DataError ("``source`` does not fit ``model_name``: ...", the missing, unexpected and
+    mismatched keys) unless every key fits. Recomputed buffers are left out; ``ADDED_LATER`` parameters
+    a checkpoint lacks are the model's own."""
     weights = {k: v for k, v in normalize_state_dict(state_dict, video).items() if not k.endswith(RECOMPUTED)}
-    if not any(TRACKER_NECK in k for k in current):
+    if not any(TRACKER_NECK in k for k in expected):
         weights = {k: v for k, v in weights.items() if TRACKER_NECK not in k}
-    expected = {k: v for k, v in current.items() if not k.endswith(RECOMPUTED)}
+    expected = {k: v for k, v in expected.items() if not k.endswith(RECOMPUTED)}
     for key in ADDED_LATER.keys() & expected.keys() - weights.keys():
         log.info("%s has no %s (%s): it keeps its starting value", source, key, ADDED_LATER[key])
         weights[key] = expected[key]
-    _check_fit(weights, expected, f"{source} does not fit this model")
-    model.load_state_dict(weights, strict=False)
-    log.info("loaded %d tensors from %s", len(weights), source)
+    _check_fit(weights, expected, f"{source} does not fit {model_name}")
+    return weights
 
 
 def is_alignment_checkpoint(state_dict: Mapping[str, object]) -> bool:

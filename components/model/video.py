@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -371,13 +371,22 @@ class Sam3VideoModel(nn.Module):
         return [self.track(features, group.start, group.prompt) for group in clip.groups]
 
 
-def build_video_model(size_or_config: str | ModelConfig) -> Sam3VideoModel:
-    """The video model at a size: the image model (with the tracker's neck) and the tracker."""
-    from components.model.builder import build_model
+def build_video_model(
+    size_or_config: str | ModelConfig, device: Literal["cpu", "meta"] = "cpu"
+) -> Sam3VideoModel:
+    """The video model at a size: the image model (with the tracker's neck) and the tracker.
+
+    ``device="meta"`` allocates no weights, as ``build_model``'s: for checking keys and shapes.
+    """
+    from components.model.builder import _parameters_on_meta, build_model
 
     cfg = ModelConfig.preset(size_or_config) if isinstance(size_or_config, str) else size_or_config
-    detector = build_model(cfg, tracker_neck=True)
-    tracker = build_tracker(cfg)
+    detector = build_model(cfg, device, tracker_neck=True)
+    if device == "meta":
+        with _parameters_on_meta():
+            tracker = build_tracker(cfg)
+    else:
+        tracker = build_tracker(cfg)
     log.info("built the tracker: %.2fM parameters", sum(p.numel() for p in tracker.parameters()) / 1e6)
     return Sam3VideoModel(detector, tracker)
 

@@ -2,7 +2,8 @@
 
 Layout (docs/architecture.md): ``registry/<model>/versions/<N>/`` holds ``model.safetensors``
 (copied from a checkpoint step folder on the server: the weights, 3.4 GB for the
-full model, are hashed in chunks and never held in memory), ``config.json`` (that step's TrainConfig,
+full model, are hashed in chunks and never held in memory; imported weights are streamed
+from a local file, components.promote.importer), ``config.json`` (that step's TrainConfig,
 when present) and ``model_card.json``, written last: a version without a card is
 incomplete and invisible. ``claim.json`` reserves ``N`` with a create-only write,
 so two concurrent registrations never share a number. ``registry/<model>/aliases/
@@ -15,13 +16,14 @@ from __future__ import annotations
 import logging
 import re
 from datetime import UTC, datetime
-from typing import Any, get_args
+from pathlib import Path
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
 from components.errors import ConditionFailed, ConfigError, DataError, StorageError
 from components.model.config import PresetName as Size
-from components.storage import ObjectStore
+from components.storage import ObjectStore, sha256_file
 from components.train.checkpoint import CONFIG, WEIGHTS, checkpoint_config, step_folder
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,17 @@ MODEL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _SECRET_RE = re.compile(r"secret|password|passwd|token|access_key|credential", re.IGNORECASE)
 _CLAIM_TRIES = 5
+
+
+class ImportedFrom(BaseModel):
+    """Where the weights of an imported version come from (components.promote.importer)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str  # the file, s3:// or hf:// URI imported
+    source_sha256: str  # of the source file, as read
+    architecture: Literal["image", "video"]  # the model its keys were checked against, at the card's size
+    licence: str  # the terms the weights come under
 
 
 class ModelCard(BaseModel):
@@ -51,6 +64,7 @@ class ModelCard(BaseModel):
     config: dict[str, Any]  # the pipeline config, secrets removed
     code_version: str
     execution: str = ""  # the pipeline run that promoted it
+    imported: ImportedFrom | None = None  # weights from outside the pipeline (`models import`)
 
 
 class AliasRecord(BaseModel):
@@ -187,11 +201,10 @@ class Registry:
         folder, weights_key = self._weights_key(checkpoint)
         weights, etag = self.store.sha256_object(weights_key)
         digest = weights.sha256
-        for version in self.versions():
-            existing = self.card(version)
-            if existing.weights_sha256 == digest:
-                log.info("%s version %d already holds these weights", self.model, version)
-                return existing, False
+        existing = self.existing(digest)
+        if existing is not None:
+            log.info("%s version %d already holds these weights", self.model, existing.version)
+            return existing, False
         train_config = checkpoint_config(self.store.uri(folder), self.store)
         card_size = (train_config or {}).get("size") or size
         if card_size not in get_args(Size):
@@ -224,6 +237,59 @@ class Registry:
         )
         self.store.put_json(f"{base}/{CARD}", card)  # the commit: the version becomes visible
         log.info("registered %s version %d from %s", self.model, version, card.checkpoint)
+        return card, True
+
+    def existing(self, digest: str) -> ModelCard | None:
+        """The card of a version whose weights have this sha256, if any."""
+        for version in self.versions():
+            card = self.card(version)
+            if card.weights_sha256 == digest:
+                return card
+        return None
+
+    def register_file(
+        self,
+        path: Path,
+        *,
+        source: str,
+        stage: str,
+        size: str,
+        code_version: str,
+        imported: ImportedFrom | None = None,
+    ) -> tuple[ModelCard, bool]:
+        """A local safetensors file as a new version, streamed into the store (memory does not grow with
+        the file); ``source`` is the card's ``checkpoint``. (The existing card, False) when its weights
+        are there."""
+        if size not in get_args(Size):
+            raise ConfigError(f"{source}: model size {size!r} is not one of {get_args(Size)}")
+        digest = sha256_file(path)
+        found = self.existing(digest)
+        if found is not None:
+            log.info("%s version %d already holds these weights", self.model, found.version)
+            return found, False
+        version = self._claim()
+        base = self._vkey(version)
+        log.info(
+            "%s version %d: uploading %s (%.2f GB)", self.model, version, path, path.stat().st_size / 1e9
+        )
+        self.store.put_file(f"{base}/{WEIGHTS}", path, sha256=digest)
+        card = ModelCard(
+            model=self.model,
+            version=version,
+            created_at=_now(),
+            run_id="",
+            stage=stage,
+            checkpoint=source,
+            weights_sha256=digest,
+            size=size,
+            metrics={},
+            datasets={},
+            config={},
+            code_version=code_version,
+            imported=imported,
+        )
+        self.store.put_json(f"{base}/{CARD}", card)  # the commit: the version becomes visible
+        log.info("registered %s version %d from %s", self.model, version, source)
         return card, True
 
     def _claim(self) -> int:

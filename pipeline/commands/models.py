@@ -1,4 +1,4 @@
-"""`sam3-pipeline models list|show|promote|rollback`: the model registry."""
+"""`sam3-pipeline models list|show|promote|rollback|import`: the model registry."""
 
 from __future__ import annotations
 
@@ -97,3 +97,46 @@ def rollback(
     record = Registry(default_store(), model).rollback(alias, updated_by=updated_by)
     stderr.print(f"{model} {alias} rolled back to version {record.version}")
     typer.echo(record.model_dump_json())
+
+
+IMPORT_HELP = (
+    "Import released SAM 3 weights (Meta's sam3.pt) as a new version of a model.\n\n"
+    "Every key and shape is checked against the project's full model; a file that does not fit, or that "
+    "cannot be read, is refused (exit code 2) naming its missing, unexpected and mismatched keys, and "
+    "nothing is registered. The file is opened with torch.load(weights_only=True), so it can hold nothing "
+    "but tensors (no code is unpickled), and mapped rather than read: it is never in memory twice.\n\n"
+    "The weights are stored as safetensors, as the trainer writes them (via a temporary file under "
+    "TMPDIR); the model card names the source, its sha256, the architecture, and that the weights are "
+    "Meta's, under Meta's SAM License. Prints the card as JSON; importing the same file again prints the "
+    "existing version's card."
+)
+
+
+@app.command("import", help=IMPORT_HELP)
+def import_(
+    source: str = typer.Argument(
+        ...,
+        help="Meta's checkpoint (sam3.pt): a local file, an s3:// object in the configured store, or "
+        "hf://facebook/sam3 (needs huggingface_hub, access to the gated repository and HF_TOKEN).",
+    ),
+    model: str = typer.Option(..., "--model", help="Model to add the version to (created if new)."),
+    architecture: str | None = typer.Option(
+        None,
+        "--architecture",
+        help="image or video: the model the keys are checked against, and the layout stored "
+        "(default: video when the file holds the tracker, else image).",
+    ),
+) -> None:
+    """Import released SAM 3 weights as a new version of a model: see IMPORT_HELP."""
+    from typing import cast
+
+    from components.embedded_store import default_store
+    from components.promote.importer import Architecture, import_weights
+    from pipeline.commands.progress import stderr
+
+    # import_weights refuses any other value, naming it
+    card, created = import_weights(
+        default_store(), source, model, architecture=cast("Architecture | None", architecture)
+    )
+    stderr.print(f"{source}: {'imported as' if created else 'already in'} {model} version {card.version}")
+    typer.echo(card.model_dump_json())

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import socket
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
+from components import storage
 from components.errors import ConditionFailed, ConfigError, StorageError
 from components.storage import ObjectStore, S3Settings, parse_uri, validate_key
 
@@ -104,3 +108,28 @@ def test_hash_in_chunks_and_copy_on_the_server(store: ObjectStore) -> None:
     assert not store.exists("dst/w2.bin")
     with pytest.raises(StorageError, match="src/absent"):
         store.copy("dst/w3.bin", "src/absent")
+
+
+def test_files_are_streamed_in_parts_both_ways(
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file larger than a part goes up in parts (S3's smallest, 5 MiB) and comes back hashed on the way."""
+    monkeypatch.setattr(storage, "PART_SIZE", 5 << 20)
+    data = os.urandom((11 << 20) + 3)  # two whole parts and a short one
+    path = tmp_path / "w.bin"
+    path.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    put = store.put_file("big/w.bin", path)
+    assert (put.size, put.sha256) == (len(data), digest)
+    stat = store.client.stat_object(store.bucket, "big/w.bin")
+    assert stat.etag is not None and stat.etag.endswith("-3")  # a multipart upload of three parts
+    assert stat.metadata["X-Amz-Meta-Sha256"] == digest
+
+    back = tmp_path / "back.bin"
+    got = store.get_file("big/w.bin", back, chunk=1 << 20)
+    assert (got.size, got.sha256) == (len(data), digest) and back.read_bytes() == data
+
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert store.put_file("big/empty", empty).size == 0 and store.get_bytes("big/empty") == b""
+    assert store.put_file("big/named", empty, sha256="0" * 64).sha256 == "0" * 64  # the caller's hash
