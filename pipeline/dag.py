@@ -12,10 +12,11 @@
 Each step is a thin KFP component over library code (follow the imports below
 to reach it). The configuration is compiled in: step inputs are its sections
 as JSON, and for ``target="kubernetes"`` the pods get their images (``kubernetes.images``) and pull
-secrets, the S3 Secret by reference, the Pushgateway's URL (``kubernetes.pushgateway_url``), resources,
-GPU, node selectors, tolerations, /dev/shm and retries from it (a train step stays retryable for as
-long as its stage may train: ``train_retry_window``). The local runner gets the same DAG without the
-cluster settings (it would apply their environment variables to the laptop's processes).
+secrets, a non-root security context (Pod Security ``restricted``), the S3 Secret by reference, the
+Pushgateway's URL (``kubernetes.pushgateway_url``), resources, GPU, node selectors, tolerations,
+/dev/shm and retries from it (a train step stays retryable for as long as its stage may train:
+``train_retry_window``). The local runner gets the same DAG without the cluster settings (it would
+apply their environment variables to the laptop's processes).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from components.report.component import report_outcome
 from components.telemetry import PUSHGATEWAY_ENV
 from components.train.component import train_stage
 from components.train.config import ALIGN_STAGE
-from components.train.placement import SECRET_ENV, Resources
+from components.train.placement import RUN_AS_USER, SECRET_ENV, Resources
 from pipeline.config import PipelineConfig, Stage
 
 PIPELINE_NAME = "sam3-training-pipeline"
@@ -171,12 +172,18 @@ STEP_IMAGES: dict[str, Kind] = {COMPONENT_IMAGE: "component", TRAINER_IMAGE: "tr
 
 
 def _on_kubernetes(task: Any, cfg: PipelineConfig, resources: Resources, retry_window_s: int) -> None:
-    """Cluster settings of one step's pod: image and pull secrets, S3 env (secret by reference), the
-    Pushgateway's URL, resources, placement, retries."""
+    """Cluster settings of one step's pod: image and pull secrets, its user, S3 env (secret by reference),
+    the Pushgateway's URL, resources, placement, retries."""
     from kfp import kubernetes
 
     k = cfg.kubernetes
     task.set_container_image(k.images.ref(STEP_IMAGES[task.container_spec.image]))
+    # The step's container runs as the images' user, declared so that Pod Security `restricted` admits
+    # the pod: the KFP backend (>= 2.16) adds the rest of what it requires (no privilege escalation, no
+    # capabilities, the runtime's seccomp profile) to this container and to its own.
+    kubernetes.set_security_context(
+        task, run_as_user=RUN_AS_USER, run_as_group=RUN_AS_USER, run_as_non_root=True
+    )
     if k.image_pull_secrets:
         kubernetes.set_image_pull_secrets(task, k.image_pull_secrets)
     task.set_retry(
