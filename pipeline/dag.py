@@ -12,10 +12,12 @@
 Each step is a thin KFP component over library code (follow the imports below
 to reach it). The configuration is compiled in: step inputs are its sections
 as JSON, and for ``target="kubernetes"`` the pods get their images (``kubernetes.images``) and pull
-secrets, the S3 Secret by reference, the Pushgateway's URL (``kubernetes.pushgateway_url``), resources,
-GPU, node selectors, tolerations, /dev/shm and retries from it (a train step stays retryable for as
-long as its stage may train: ``train_retry_window``). The local runner gets the same DAG without the
-cluster settings (it would apply their environment variables to the laptop's processes).
+secrets, a non-root security context (Pod Security ``restricted``), their namespace and service
+account beside the config's (the first step checks them: ``components.identity``), the S3 Secret by
+reference, the Pushgateway's URL (``kubernetes.pushgateway_url``), resources, GPU, node selectors,
+tolerations, /dev/shm and retries from it (a train step stays retryable for as long as its stage may
+train: ``train_retry_window``). The local runner gets the same DAG without the cluster settings (it
+would apply their environment variables to the laptop's processes).
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ from kfp import dsl
 
 from components.evaluate.component import evaluate_stage
 from components.gate.component import gate_stage
+from components.identity import (
+    NAMESPACE_ENV,
+    POD_NAMESPACE_ENV,
+    POD_SERVICE_ACCOUNT_ENV,
+    SERVICE_ACCOUNT_ENV,
+)
 from components.images import COMPONENT_IMAGE, TRAINER_IMAGE, Kind
 from components.ingest.component import commit_datasets, ingest_partition, prepare_sources
 from components.negatives.component import mine_hard_negatives
@@ -37,7 +45,7 @@ from components.report.component import report_outcome
 from components.telemetry import PUSHGATEWAY_ENV
 from components.train.component import train_stage
 from components.train.config import ALIGN_STAGE
-from components.train.placement import SECRET_ENV, Resources
+from components.train.placement import RUN_AS_USER, SECRET_ENV, Resources
 from pipeline.config import PipelineConfig, Stage
 
 PIPELINE_NAME = "sam3-training-pipeline"
@@ -171,12 +179,25 @@ STEP_IMAGES: dict[str, Kind] = {COMPONENT_IMAGE: "component", TRAINER_IMAGE: "tr
 
 
 def _on_kubernetes(task: Any, cfg: PipelineConfig, resources: Resources, retry_window_s: int) -> None:
-    """Cluster settings of one step's pod: image and pull secrets, S3 env (secret by reference), the
-    Pushgateway's URL, resources, placement, retries."""
+    """Cluster settings of one step's pod: image and pull secrets, its user, its namespace and service
+    account beside the config's, S3 env (secret by reference), the Pushgateway's URL, resources,
+    placement, retries."""
     from kfp import kubernetes
 
     k = cfg.kubernetes
     task.set_container_image(k.images.ref(STEP_IMAGES[task.container_spec.image]))
+    # The step's container runs as the images' user, declared so that Pod Security `restricted` admits
+    # the pod: the KFP backend (>= 2.16) adds the rest of what it requires (no privilege escalation, no
+    # capabilities, the runtime's seccomp profile) to this container and to its own.
+    kubernetes.set_security_context(
+        task, run_as_user=RUN_AS_USER, run_as_group=RUN_AS_USER, run_as_non_root=True
+    )
+    # where the pod runs, and where the config places it: the first step stops a run created elsewhere
+    # (components.identity)
+    kubernetes.use_field_path_as_env(task, POD_NAMESPACE_ENV, "metadata.namespace")
+    kubernetes.use_field_path_as_env(task, POD_SERVICE_ACCOUNT_ENV, "spec.serviceAccountName")
+    task.set_env_variable(NAMESPACE_ENV, k.namespace)
+    task.set_env_variable(SERVICE_ACCOUNT_ENV, k.pipeline_service_account)
     if k.image_pull_secrets:
         kubernetes.set_image_pull_secrets(task, k.image_pull_secrets)
     task.set_retry(

@@ -12,13 +12,21 @@ projected token only when no host is given (the client then also picks the
 in-cluster address itself): with an explicit host it sends no credentials, so
 a pod that names its KFP host must pass the token path.
 
-``namespace``: the Kubeflow profile namespace of a multi-user deployment; the
-run's experiment is found or created there, and the run with it (None for a
-single-user deployment).
+The namespace model (manifests/README.md): the config's ``kubernetes.namespace``
+is a Kubeflow profile namespace of a multi-user deployment, holding the
+pipeline's service account, the S3 Secret and the rights. The run goes there
+(its experiment is found or created there), so its pods run there, as the
+pipeline's service account (``kubernetes.pipeline_service_account``), and its
+train steps submit their training jobs into the same namespace. A
+``namespace`` other than the config's is refused: the run's pods would run in
+one namespace and its training jobs in another, and neither has the other's
+service accounts, Secret and rights. A single-user deployment runs every run
+in its own namespace whatever the request says, so ``submit`` refuses it too.
 
 The compiled pipeline needs a KFP backend of at least ``MIN_KFP_BACKEND``:
-``submit`` asks the API server its version first, and refuses an older one,
-saying why, before it creates anything (an experiment, a run, an upload).
+``submit`` asks the API server its version and mode first, and refuses an
+older or a single-user one, saying why, before it creates anything (an
+experiment, a run, an upload).
 """
 
 from __future__ import annotations
@@ -40,11 +48,13 @@ log = logging.getLogger(__name__)
 
 TOKEN_ENV = "SAM3_KFP_TOKEN"  # a bearer token; before the token path, if both are given
 
-MIN_KFP_BACKEND = (2, 14)
+MIN_KFP_BACKEND = (2, 16)
 KFP_BACKEND_NEEDS = (
-    "the exit handler's dsl.PipelineTaskFinalStatus needs 2.14 (an older backend refuses to create the "
-    "run), the steps' retries 2.5, the reports and notes that steps behind a gate output (artifacts of a "
-    "nested DAG) 2.3"
+    "the steps' security context (kfp-kubernetes set_security_context) needs 2.16, whose backend also "
+    "gives its own driver and launcher containers what Pod Security `restricted` requires (an older "
+    "backend fails to compile the run, and its pods would be refused in the namespace), the exit "
+    "handler's dsl.PipelineTaskFinalStatus 2.14, the steps' retries 2.5, the reports and notes that "
+    "steps behind a gate output (artifacts of a nested DAG) 2.3"
 )
 """Why: the newest feature the pipeline uses sets the minimum."""
 
@@ -85,19 +95,20 @@ def submit(
     namespace: str | None = None,
     token_path: Path | None = None,
 ) -> Submitted:
-    """Start a run of ``cfg`` (or a recurring run on the ``recurring`` cron schedule), unless one exists."""
+    """Start a run of ``cfg`` (or a recurring run on the ``recurring`` cron schedule), unless one exists,
+    in ``namespace`` (default: the config's ``kubernetes.namespace``, the only one accepted) as the
+    pipeline's service account."""
     import kfp
 
     if cfg.scheduler != "kubernetes":
         raise ConfigError("submit runs on a cluster: set `scheduler: kubernetes` in the config")
+    namespace = namespace_of(cfg, namespace)
     name = run_name(cfg)
     token = os.environ.get(TOKEN_ENV) or None
     credentials = None if token or token_path is None else _token_file_credentials(token_path)
     try:
-        client = kfp.Client(
-            host=host, existing_token=token, credentials=credentials, namespace=namespace or "kubeflow"
-        )
-        check_backend(client, host)
+        client = kfp.Client(host=host, existing_token=token, credentials=credentials, namespace=namespace)
+        check_backend(client, host, namespace)
         exp = _experiment(client, experiment, namespace)
         if recurring is None:
             found = (
@@ -134,6 +145,22 @@ def submit(
         raise LaunchError(f"KFP at {host or 'in-cluster'}: {type(exc).__name__}: {_short(exc)}") from exc
 
 
+def namespace_of(cfg: PipelineConfig, namespace: str | None) -> str:
+    """The profile namespace the run goes to: the config's ``kubernetes.namespace``. An explicit
+    ``namespace`` must be that one (the run's pods run where the run is, its training jobs in
+    ``kubernetes.namespace``, and only that namespace has their service accounts, Secret and rights)."""
+    want = cfg.kubernetes.namespace
+    if namespace is not None and namespace != want:
+        raise ConfigError(
+            f"--namespace {namespace}: the config places the pipeline in namespace {want!r} "
+            "(kubernetes.namespace): its steps' pods run in the namespace the run is submitted to, and its "
+            "training jobs, service accounts, Secret and rights are in kubernetes.namespace. Submit to "
+            f"{want!r}, or set kubernetes.namespace: {namespace} in the config (and deploy the manifests "
+            "there)"
+        )
+    return want
+
+
 def _token_file_credentials(path: Path) -> Any:
     """kfp's credentials for a projected service account token file, read once here so that a missing or
     unreadable token fails before anything is sent."""
@@ -152,34 +179,63 @@ VERSION_FIELDS = ("tag_name", "apiServerTagName")
 Kubeflow UI's proxy (a host that is the UI's address) reports it under."""
 
 
-def backend_version(client: Any) -> str | None:
-    """The KFP API server's version, from its healthz endpoint (``/apis/v2beta1/healthz``): the release
-    the server's image was built as. None when it reports none (``unknown``: a build without a tag).
-    The SDK's healthz model keeps only ``multi_user`` and ``pipeline_store``, so the body is read as
-    JSON. Raises ``ValueError`` for a body that is no JSON object."""
+def healthz(client: Any) -> dict[str, Any]:
+    """The KFP API server's healthz answer (``/apis/v2beta1/healthz``), read as JSON: the SDK's healthz
+    model keeps only ``multi_user`` and ``pipeline_store``. Raises ``ValueError`` for a body that is no
+    JSON object."""
     response = client.healthzs.healthz_service_get_healthz(_preload_content=False)
     body = json.loads(response.data or b"{}")
     if not isinstance(body, dict):
         raise ValueError(f"the healthz answer is no JSON object: {str(body)[:80]}")
+    return body
+
+
+def version_of(body: dict[str, Any]) -> str | None:
+    """The release the server's image was built as, from a healthz answer; None when it reports none
+    (``unknown``: a build without a tag)."""
     tag = next((str(body[f]).strip() for f in VERSION_FIELDS if body.get(f)), "")
     return tag if tag and tag.lower() != "unknown" else None
 
 
-def check_backend(client: Any, host: str | None) -> None:
-    """Refuse a KFP backend older than ``MIN_KFP_BACKEND`` before anything is created. When the server
-    answers without a version that can be read, warn and go on (the run may then fail to start on an
-    older backend); a server that cannot be reached or refuses the request fails as any other call."""
+def backend_version(client: Any) -> str | None:
+    """The KFP API server's version, from its healthz endpoint (see ``healthz`` and ``version_of``)."""
+    return version_of(healthz(client))
+
+
+MULTI_USER_FIELDS = ("multi_user", "apiServerMultiUser")
+"""Where a healthz answer says whether the deployment is multi-user: the API server's own field, and the
+one the Kubeflow UI's proxy reports it under."""
+
+
+def check_backend(client: Any, host: str | None, namespace: str) -> None:
+    """Refuse a KFP backend older than ``MIN_KFP_BACKEND``, or a single-user one, before anything is
+    created. When the server answers without a version that can be read, warn and go on (the run may
+    then fail to start on an older backend); a server that cannot be reached or refuses the request
+    fails as any other call."""
     where = f"KFP at {host or 'in-cluster'}"
     need = ".".join(map(str, MIN_KFP_BACKEND))
     try:
-        tag = backend_version(client)
+        body = healthz(client)
     except Exception as exc:
         if not isinstance(exc, ValueError) and getattr(exc, "status", None) != 404:
             raise  # unreachable, unauthorised, a server error: the caller reports it
-        tag, why = None, f"no version: {type(exc).__name__}: {_short(exc)}"
+        body, tag, why = {}, None, f"no version: {type(exc).__name__}: {_short(exc)}"
     else:
+        tag = version_of(body)
         why = f"the version {tag!r}" if tag else "no version"
     found = re.match(r"v?(\d+)\.(\d+)", tag or "")
+    if found is not None and (int(found[1]), int(found[2])) < MIN_KFP_BACKEND:
+        raise LaunchError(
+            f"{where} is version {tag}; this pipeline needs KFP >= {need}: {KFP_BACKEND_NEEDS}. "
+            "Nothing was submitted: upgrade Kubeflow Pipelines"
+        )
+    if next((body[f] for f in MULTI_USER_FIELDS if f in body), None) is False:
+        raise LaunchError(
+            f"{where} is a single-user deployment: it runs every run's pods in its own namespace, whatever "
+            f"the run asks for, and this pipeline's service account, S3 Secret and rights are in the "
+            f"profile namespace {namespace!r} (manifests/README.md). Nothing was submitted: use Kubeflow "
+            "Pipelines in multi-user mode, with a profile for that namespace"
+        )
     if found is None:
         log.warning(
             "%s reports %s, so it is not checked that it is KFP >= %s, which this pipeline needs (%s)",
@@ -187,12 +243,6 @@ def check_backend(client: Any, host: str | None) -> None:
             why,
             need,
             KFP_BACKEND_NEEDS,
-        )
-        return
-    if (int(found[1]), int(found[2])) < MIN_KFP_BACKEND:
-        raise LaunchError(
-            f"{where} is version {tag}; this pipeline needs KFP >= {need}: {KFP_BACKEND_NEEDS}. "
-            "Nothing was submitted: upgrade Kubeflow Pipelines"
         )
 
 

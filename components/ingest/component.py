@@ -9,15 +9,18 @@ from components.images import COMPONENT_IMAGE
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def prepare_sources(data: str) -> list:
-    """Write the synthetic data into the store when configured; return the partitions to ingest."""
+    """Write the synthetic data into the store when configured; return the partitions to ingest. The
+    run's first step: it stops a run whose pods run elsewhere than the config places them."""
     import logging
 
+    from components.identity import check_pod_identity
     from components.ingest.config import DataConfig
     from components.ingest.datasets import prepare
     from components.progress import log_progress, step_logging
     from components.storage import ObjectStore
 
     step_logging()
+    check_pod_identity()
     cfg = DataConfig.model_validate_json(data)
     store = ObjectStore.from_env()
     store.ensure_bucket()

@@ -28,7 +28,10 @@ def submit_cmd(
         None, "--recurring", help="Cron schedule (KFP's 6 fields, seconds first) for a recurring run."
     ),
     namespace: str | None = typer.Option(
-        None, "--namespace", help="Kubeflow profile namespace the run goes to (multi-user deployments)."
+        None,
+        "--namespace",
+        help="Kubeflow profile namespace the run goes to: the config's kubernetes.namespace (the default); "
+        "another is refused.",
     ),
     token_path: Path | None = typer.Option(
         None,

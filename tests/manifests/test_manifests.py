@@ -25,6 +25,8 @@ from tests.manifests.validate import (
     K8S_VERSION,
     MANIFESTS,
     all_errors,
+    allows,
+    bound_roles,
     custom_schemas,
     documents,
     errors,
@@ -164,6 +166,12 @@ BROKEN: list[tuple[str, str, str, str, Callable[[Doc], Any], str]] = [
      lambda d: d["spec"]["syncPolicy"].update(autoSync=True), "'autoSync' was unexpected"),
     ("retrain-job-backofflimit-string", "gitops", "Job", None,
      lambda d: d["spec"].update(backoffLimit="4"), "'4' is not of type 'integer'"),
+    ("profile-owner-not-a-subject", "overlays/production", "Profile", "sam3",
+     lambda d: d["spec"].update(owner="user@example.com"), "is not of type 'object'"),
+    ("profile-owner-without-kind", "overlays/production", "Profile", "sam3",
+     lambda d: d["spec"]["owner"].pop("kind"), "'kind' is a required property"),
+    ("profile-unknown-field", "overlays/local", "Profile", "sam3",
+     lambda d: d["spec"].update(owners=[]), "'owners' was unexpected"),
 ]  # fmt: skip
 
 
@@ -257,16 +265,19 @@ def test_the_pipeline_role_is_least_privilege(rendered: dict[str, list[Doc]], ta
     assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     role = find(docs, "Role", "sam3-pipeline")
     rules = {
-        (g, r): sorted(rule["verbs"])
+        (g, r): (sorted(rule["verbs"]), sorted(rule.get("resourceNames", [])))
         for rule in role["rules"]
         for g in rule["apiGroups"]
         for r in rule["resources"]
     }
     assert rules == {
-        ("batch.volcano.sh", "jobs"): ["create", "delete", "get", "list", "watch"],
-        ("batch.volcano.sh", "jobs/status"): ["get"],  # TorchX's describe reads the status subresource
-        ("", "pods"): ["get", "list", "watch"],
-        ("", "pods/log"): ["get"],
+        ("batch.volcano.sh", "jobs"): (["create", "delete", "get", "list", "watch"], []),
+        ("batch.volcano.sh", "jobs/status"): (["get"], []),  # TorchX's describe reads the status subresource
+        ("", "pods"): (["get", "list", "watch"], []),
+        ("", "pods/log"): (["get"], []),
+        ("", "configmaps"): (["get"], ["kfp-launcher"]),  # KFP's driver and launcher: the launcher config
+        ("", "secrets"): (["get"], ["mlpipeline-minio-artifact"]),  # KFP's launcher: the artifact store
+        ("argoproj.io", "workflowtaskresults"): (["create", "patch"], []),  # Argo's executor: step outputs
     }
     binding = find(docs, "RoleBinding", "sam3-pipeline")
     assert binding["roleRef"] == {
@@ -276,6 +287,98 @@ def test_the_pipeline_role_is_least_privilege(rendered: dict[str, list[Doc]], ta
     }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "sam3-pipeline", "namespace": "sam3"}]
     assert find(docs, "ServiceAccount", "sam3-trainer")["automountServiceAccountToken"] is False
+
+
+KFP_RUNTIME_NEEDS = [
+    # (verb, API group, resource, object name or None for any): what runs in a step's pods, as the run's
+    # service account, in the run's namespace (KFP 2.16 and the Argo it ships, 3.7)
+    ("get", "", "pods", None),  # KFP's driver reads its own pod
+    ("get", "", "configmaps", "kfp-launcher"),  # KFP's driver and launcher: pipeline root, providers
+    ("get", "", "secrets", "mlpipeline-minio-artifact"),  # KFP's launcher: the artifact store's keys
+    ("create", "argoproj.io", "workflowtaskresults", None),  # Argo's executor reports a step's outputs
+    ("patch", "argoproj.io", "workflowtaskresults", None),
+]
+TRAIN_STEP_NEEDS = [
+    ("create", "batch.volcano.sh", "jobs", None),
+    ("get", "batch.volcano.sh", "jobs/status", None),
+    ("watch", "batch.volcano.sh", "jobs", None),
+    ("delete", "batch.volcano.sh", "jobs", None),
+    ("get", "", "pods/log", None),
+]
+
+
+@pytest.mark.parametrize("target", ["overlays/local", "overlays/production"])
+def test_the_runs_service_account_may_do_what_its_pods_do_in_the_namespace(
+    rendered: dict[str, list[Doc]], target: str
+) -> None:
+    """A run's pods run in the profile namespace as the pipeline's service account (submit names it): KFP's
+    driver and launcher and Argo's executor act as that account beside the step, the train step submits
+    the Volcano job. Nothing more: not the KFP API, not another Secret, not a workflow."""
+    docs, k8s = rendered[target], PipelineConfig.load(Path("pipeline/configs/cluster.yaml")).kubernetes
+    account, namespace = k8s.pipeline_service_account, k8s.namespace
+    for verb, group, resource, name in KFP_RUNTIME_NEEDS + TRAIN_STEP_NEEDS:
+        assert allows(docs, account, namespace, verb, group, resource, name), (verb, group, resource, name)
+    for verb, group, resource, name in [
+        ("get", "", "secrets", k8s.s3_secret),  # the steps get its keys by reference, from the kubelet
+        ("get", "", "configmaps", "sam3-retrain"),
+        ("patch", "", "pods", None),  # Argo >= 3.4 reports outputs as WorkflowTaskResults, not on the pod
+        ("create", "argoproj.io", "workflows", None),
+        ("create", "", "pods", None),
+    ]:
+        assert not allows(docs, account, namespace, verb, group, resource, name), (verb, resource, name)
+    assert all(ref["kind"] == "Role" for ref in bound_roles(docs, account, namespace))
+    for verb, group, resource, name in KFP_RUNTIME_NEEDS:
+        assert not allows(docs, account, "kubeflow", verb, group, resource, name)
+
+
+KFP_EDIT = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubeflow-pipelines-edit"}
+"""KFP's ClusterRole for creating runs, experiments and recurring runs through its API (multi-user)."""
+
+
+@pytest.mark.parametrize("target", ["overlays/local", "overlays/production"])
+def test_the_submitter_may_use_the_kfp_api_in_the_namespace(
+    rendered: dict[str, list[Doc]], target: str
+) -> None:
+    """The retraining Job submits as its own service account, which KFP's API server authorizes against
+    kubeflow-pipelines-edit in the namespace; the run's service account has no such right."""
+    docs, k8s = rendered[target], PipelineConfig.load(Path("pipeline/configs/cluster.yaml")).kubernetes
+    _, job = _retrain(rendered["gitops"])
+    submitter = job["spec"]["template"]["spec"]["serviceAccountName"]
+    namespace = job["metadata"]["namespace"]
+    assert namespace == k8s.namespace and submitter != k8s.pipeline_service_account
+    account = find(docs, "ServiceAccount", submitter)
+    assert account["metadata"]["namespace"] == namespace
+    assert account["automountServiceAccountToken"] is False  # it presents the token projected for KFP
+    assert bound_roles(docs, submitter, namespace) == [KFP_EDIT]
+    assert KFP_EDIT not in bound_roles(docs, k8s.pipeline_service_account, namespace)
+    binding = next(d for d in docs if d["kind"] == "RoleBinding" and d["roleRef"] == KFP_EDIT)
+    assert binding["metadata"]["namespace"] == namespace
+
+
+@pytest.mark.parametrize("target", ["overlays/local", "overlays/production"])
+def test_the_namespace_is_a_profile_namespace_for_kfp(rendered: dict[str, list[Doc]], target: str) -> None:
+    """The Profile that owns the namespace is the namespace's name; the Namespace carries its owner, so
+    that the Profile controller adopts it whichever comes first, and KFP's label, so that KFP's profile
+    controller writes the launcher's config and the artifact store's Secret into it."""
+    docs, k8s = rendered[target], PipelineConfig.load(Path("pipeline/configs/cluster.yaml")).kubernetes
+    profile = find(docs, "Profile", k8s.namespace)
+    assert errors(profile) == [] and "namespace" not in profile["metadata"]
+    namespace = find(docs, "Namespace", k8s.namespace)
+    assert namespace["metadata"]["annotations"]["owner"] == profile["spec"]["owner"]["name"]
+    assert profile["spec"]["owner"]["kind"] == "User"
+    assert namespace["metadata"]["labels"]["pipelines.kubeflow.org/enabled"] == "true"
+
+
+def test_the_profile_owner_is_set_in_one_place(tmp_path: Path) -> None:
+    shutil.copytree(MANIFESTS, tmp_path / "manifests")
+    profile = tmp_path / "manifests" / "components" / "profile" / "profile.yaml"
+    text = profile.read_text()
+    before = yaml.safe_load(text)["spec"]["owner"]["name"]
+    assert text.count(before) == 2  # the comment naming it, and the value
+    profile.write_text(text.replace(f"name: {before}", "name: ml-platform@example.org"))
+    docs = documents(render(tmp_path / "manifests" / "overlays" / "production"))
+    assert find(docs, "Namespace", "sam3")["metadata"]["annotations"]["owner"] == "ml-platform@example.org"
+    assert find(docs, "Profile", "sam3")["spec"]["owner"]["name"] == "ml-platform@example.org"
 
 
 def _overlay_prometheus_namespace(overlay: Path) -> str:
@@ -339,7 +442,7 @@ def test_the_retrain_job_is_named_after_the_config_content(rendered: dict[str, l
     assert job["metadata"]["name"] == name
     pod = job["spec"]["template"]["spec"]
     assert [v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v] == [name]
-    assert pod["serviceAccountName"] == "sam3-pipeline"
+    assert pod["serviceAccountName"] == "sam3-submitter"
     (container,) = pod["containers"]
     assert container["image"] == image("component")
     assert container["command"] == [
@@ -434,7 +537,10 @@ def test_the_retrain_jobs_command_submits_with_its_token_into_its_namespace(
     assert authorization(client.kwargs["credentials"]) == "Bearer the-pods-token"
     (run,) = client.created_runs
     assert run.namespace == run.asked_namespace == job["metadata"]["namespace"] == "sam3"
-    assert run.service_account == pod["serviceAccountName"] and out.strip().splitlines()[-1] == "run-1"
+    cfg = PipelineConfig.parse(config_map["data"]["training-config.yaml"])
+    # the Job submits as its own account; the run's pods run as the pipeline's
+    assert run.service_account == cfg.kubernetes.pipeline_service_account != pod["serviceAccountName"]
+    assert out.strip().splitlines()[-1] == "run-1"
 
 
 def _repo_url_patch(gitops: Path) -> dict[str, str]:

@@ -33,7 +33,9 @@ KUBECTL = BIN / "kubectl"
 # (kubernetes==30.1.0) and the oldest we support; APIs only grow, so newer clusters accept them too.
 K8S_VERSION = "1.30.0"
 
-CLUSTER_SCOPED = {"Namespace", "PriorityClass", "Queue", "ClusterRole", "ClusterRoleBinding", "StorageClass"}
+CLUSTER_SCOPED = {
+    "Namespace", "PriorityClass", "Queue", "ClusterRole", "ClusterRoleBinding", "StorageClass", "Profile",
+}  # fmt: skip
 POD_OWNERS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
 VOLCANO_PLUGINS = {"ssh", "env", "svc", "tensorflow", "mpi", "pytorch", "hcclrank", "ray"}
 QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
@@ -250,6 +252,152 @@ def namespace_problems(docs: list[dict[str, Any]]) -> list[str]:
                 f"{name_of(doc)}: namespaced but names no namespace (set metadata.namespace or `namespace:`)"
             )
     return out
+
+
+# -- Pod Security Standards ----------------------------------------------------------------------
+
+ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
+LEVELS = ("privileged", "baseline", "restricted")
+BASELINE_CAPABILITIES = {
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
+    "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+}  # fmt: skip
+RESTRICTED_VOLUMES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected",
+    "secret",
+}  # fmt: skip
+SECCOMP_CONFINED = {"RuntimeDefault", "Localhost"}
+
+
+def enforced_level(docs: list[dict[str, Any]], namespace: str) -> str:
+    """The Pod Security level the rendered Namespace ``namespace`` enforces (``privileged`` when unset)."""
+    (ns,) = [d for d in docs if d["kind"] == "Namespace" and d["metadata"]["name"] == namespace]
+    level: str = ((ns["metadata"].get("labels") or {}).get(ENFORCE_LABEL)) or "privileged"
+    assert level in LEVELS, f"{name_of(ns)}: unknown Pod Security level {level!r}"
+    return level
+
+
+def _seccomp(security_context: dict[str, Any]) -> str | None:
+    profile: str | None = (security_context.get("seccompProfile") or {}).get("type")
+    return profile
+
+
+def pod_security_level_problems(where: str, pod: dict[str, Any], level: str) -> list[str]:
+    """Why Pod Security admission at ``level`` would refuse a pod with spec ``pod``; [] if it admits it.
+
+    The controls of the Pod Security Standards (Kubernetes 1.30, policy version ``latest``) over the
+    fields our pods set or could set: host namespaces, privileged containers, capabilities, hostPath
+    volumes and host ports, seccomp (baseline); volume types, privilege escalation, running as non-root,
+    seccomp confined and capabilities dropped (restricted). Not checked: AppArmor, SELinux options,
+    /proc mount types, sysctls and Windows host processes, which none of our pods sets."""
+    if level == "privileged":
+        return []
+    pod_sc = pod.get("securityContext") or {}
+    everyone = [
+        c for field in ("initContainers", "containers", "ephemeralContainers") for c in pod.get(field) or []
+    ]
+    out = [f"{where}: {field} is true" for field in ("hostNetwork", "hostPID", "hostIPC") if pod.get(field)]
+    out += [
+        f"{where}: volume {v.get('name')} is a hostPath" for v in pod.get("volumes") or [] if "hostPath" in v
+    ]
+    if _seccomp(pod_sc) == "Unconfined":
+        out.append(f"{where}: the pod's seccompProfile is Unconfined")
+    for c in everyone:
+        at, sc = f"{where}: container {c.get('name')}", c.get("securityContext") or {}
+        added = set((sc.get("capabilities") or {}).get("add") or [])
+        if sc.get("privileged"):
+            out.append(f"{at}: privileged")
+        if added - BASELINE_CAPABILITIES:
+            out.append(f"{at}: adds capabilities {sorted(added - BASELINE_CAPABILITIES)}")
+        if any(p.get("hostPort") for p in c.get("ports") or []):
+            out.append(f"{at}: uses a hostPort")
+        if _seccomp(sc) == "Unconfined":
+            out.append(f"{at}: seccompProfile is Unconfined")
+    if level == "baseline":
+        return out
+    for v in pod.get("volumes") or []:
+        kind = sorted(set(v) - {"name"})
+        if not set(kind) <= RESTRICTED_VOLUMES:
+            out.append(f"{where}: volume {v.get('name')} is of a type restricted refuses: {kind}")
+    if pod_sc.get("runAsUser") == 0:
+        out.append(f"{where}: the pod's runAsUser is 0")
+    for c in everyone:
+        at, sc = f"{where}: container {c.get('name')}", c.get("securityContext") or {}
+        if sc.get("allowPrivilegeEscalation") is not False:
+            out.append(f"{at}: allowPrivilegeEscalation is not false")
+        if sc.get("runAsNonRoot") is False or not (sc.get("runAsNonRoot") or pod_sc.get("runAsNonRoot")):
+            out.append(f"{at}: runAsNonRoot is not true (in the container or the pod)")
+        if sc.get("runAsUser") == 0:
+            out.append(f"{at}: runAsUser is 0")
+        if _seccomp(sc) not in SECCOMP_CONFINED and not (
+            _seccomp(sc) is None and _seccomp(pod_sc) in SECCOMP_CONFINED
+        ):
+            out.append(
+                f"{at}: seccompProfile is not RuntimeDefault or Localhost (in the container or the pod)"
+            )
+        caps = sc.get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []):
+            out.append(f"{at}: capabilities.drop lacks ALL")
+        if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
+            out.append(f"{at}: adds capabilities other than NET_BIND_SERVICE")
+    return out
+
+
+def pod_security_level_violations(docs: list[dict[str, Any]], level: str) -> list[str]:
+    """``pod_security_level_problems`` of every pod the objects make."""
+    return [
+        p
+        for doc in docs
+        for where, pod in pod_specs(doc)
+        for p in pod_security_level_problems(f"{name_of(doc)}: {where}", pod, level)
+    ]
+
+
+# -- RBAC --------------------------------------------------------------------------------------------
+
+
+def bound_roles(docs: list[dict[str, Any]], account: str, namespace: str) -> list[dict[str, Any]]:
+    """The roleRefs of the RoleBindings in ``namespace`` that name the service account ``account`` of that
+    namespace (a ClusterRole bound in a namespace grants its rules there only)."""
+    subject = {"kind": "ServiceAccount", "name": account, "namespace": namespace}
+    return [
+        d["roleRef"]
+        for d in docs
+        if d["kind"] == "RoleBinding"
+        and d["metadata"].get("namespace") == namespace
+        and any({k: s.get(k) for k in subject} == subject for s in d.get("subjects") or [])
+    ]
+
+
+def allows(
+    docs: list[dict[str, Any]],
+    account: str,
+    namespace: str,
+    verb: str,
+    group: str,
+    resource: str,
+    name: str | None = None,
+) -> bool:
+    """Whether the Roles in ``docs`` that RoleBindings bind to the service account let it ``verb`` the
+    ``resource`` (of API ``group``, the object ``name`` or, with None, any object) in ``namespace``, as
+    Kubernetes' RBAC authorizer decides. ClusterRoles are not in the manifests: they grant nothing here."""
+    roles = {
+        d["metadata"]["name"]: d
+        for d in docs
+        if d["kind"] == "Role" and d["metadata"].get("namespace") == namespace
+    }
+    for ref in bound_roles(docs, account, namespace):
+        role = roles.get(ref["name"]) if ref["kind"] == "Role" else None
+        for rule in (role or {}).get("rules") or []:
+            names = rule.get("resourceNames")
+            if (
+                {group, "*"} & set(rule.get("apiGroups") or [])
+                and {resource, "*"} & set(rule.get("resources") or [])
+                and {verb, "*"} & set(rule.get("verbs") or [])
+                and (not names or name in names)
+            ):
+                return True
+    return False
 
 
 # -- network policies ----------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 There is no KFP backend here. Install it with ``install(monkeypatch)``; every client built afterwards is
 in ``FakeClient.built``, and each records the calls made on it, in order, in ``calls``. Experiments belong
-to a namespace, a run to its experiment's namespace (as in KFP's v2 API): ``created_runs`` has the
-namespace each run landed in. The API server's healthz endpoint answers ``install``'s ``healthz`` (a JSON
-body; by default that of a backend recent enough for the pipeline) or raises its ``healthz_error``.
+to a namespace, a run to its experiment's namespace (as in KFP's v2 API): ``created_runs`` and
+``created_recurring_runs`` have the namespace each landed in and the service account its pods run as.
+The API server's healthz endpoint answers ``install``'s ``healthz`` (a JSON body; by default that of a
+multi-user backend recent enough for the pipeline) or raises its ``healthz_error``.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ class Run:
     service_account: str | None
 
 
-SUPPORTED_HEALTHZ: dict[str, Any] = {"commit_sha": "0123abc", "tag_name": "2.15.0", "multi_user": True}
-"""What a KFP API server recent enough for the pipeline (>= pipeline.submit.MIN_KFP_BACKEND) answers."""
+SUPPORTED_HEALTHZ: dict[str, Any] = {"commit_sha": "0123abc", "tag_name": "2.16.1", "multi_user": True}
+"""What a multi-user KFP API server recent enough for the pipeline (>= pipeline.submit.MIN_KFP_BACKEND)
+answers."""
 
 
 class FakeClient:
@@ -43,6 +45,7 @@ class FakeClient:
         self.calls: list[str] = []
         self.experiments: dict[str, tuple[str, str | None]] = {}  # id -> (name, namespace)
         self.created_runs: list[Run] = []
+        self.created_recurring_runs: list[Run] = []
         self.healthzs = SimpleNamespace(healthz_service_get_healthz=self._healthz)
         FakeClient.built.append(self)
 
@@ -89,8 +92,12 @@ class FakeClient:
         self.calls.append("list_recurring_runs")
         return SimpleNamespace(recurring_runs=None)
 
-    def create_recurring_run(self, experiment_id: str, job_name: str, *_: Any, **__: Any) -> Any:
+    def create_recurring_run(
+        self, experiment_id: str, job_name: str, *_: Any, service_account: str | None = None, **__: Any
+    ) -> Any:
         self.calls.append("create_recurring_run")
+        _, exp_namespace = self.experiments[experiment_id]
+        self.created_recurring_runs.append(Run(job_name, experiment_id, exp_namespace, None, service_account))
         return SimpleNamespace(recurring_run_id="job-1")
 
 

@@ -1,7 +1,7 @@
 """`sam3-pipeline submit` against a stand-in for kfp.Client (there is no KFP backend here; tests/pipeline/
-fake_kfp.py): the credentials it builds the client with, the namespace its run lands in, and the KFP
-backend versions it accepts (one test reads the version through the real client from a local HTTP
-server)."""
+fake_kfp.py): the credentials it builds the client with, the namespace its run lands in and the service
+account its pods run as, and the KFP backends it accepts (one test reads the version through the real
+client from a local HTTP server)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,11 @@ def test_submit_authenticates_with_the_token_file_and_runs_in_the_namespace(
 
     token = tmp_path / "token"
     token.write_text("projected-token-1\n")
-    args = ["--config", str(CLUSTER), "--host", HOST, "--namespace", "team-a", "--token-path", str(token)]
+    config = tmp_path / "team-a.yaml"  # the pipeline placed in another profile namespace
+    config.write_text(
+        CLUSTER.read_text().replace("kubernetes:\n  namespace: sam3\n", "kubernetes:\n  namespace: team-a\n")
+    )
+    args = ["--config", str(config), "--host", HOST, "--namespace", "team-a", "--token-path", str(token)]
     code, out, err = run_cli(monkeypatch, capsys, "submit", *args)
     assert code == 0, err
     (client,) = fake.built
@@ -52,7 +56,7 @@ def test_submit_authenticates_with_the_token_file_and_runs_in_the_namespace(
     token.write_text("projected-token-2\n")  # the kubelet rotated it: the next request reads the new one
     assert authorization(credentials) == "Bearer projected-token-2"
     assert client.calls[0] == "healthz"  # the backend's version, checked before the experiment and run
-    cfg = PipelineConfig.load(CLUSTER)
+    cfg = PipelineConfig.load(config)
     (run,) = client.created_runs
     assert run.namespace == run.asked_namespace == "team-a"
     assert list(client.experiments.values()) == [("sam3", "team-a")]
@@ -94,8 +98,42 @@ def test_a_token_in_the_environment_is_used_instead_of_the_file(
     assert code == 0, err
     (client,) = fake.built
     assert client.kwargs["existing_token"] == "from-the-environment" and client.kwargs["credentials"] is None
-    (run,) = client.created_runs
-    assert run.namespace is None  # no --namespace: a single-user deployment
+
+
+@pytest.mark.parametrize("recurring", [None, "0 0 3 * * *"])
+def test_the_run_goes_to_the_configs_namespace_as_the_pipelines_service_account(
+    fake: type[FakeClient],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    recurring: str | None,
+) -> None:
+    """Without --namespace, the run (and its experiment) goes to the profile namespace the config places
+    the pipeline in, where its service account, Secret and training jobs are; its pods run as the
+    pipeline's service account, not as the profile's default-editor."""
+    cfg = PipelineConfig.load(CLUSTER)
+    args = ["--config", str(CLUSTER), "--host", HOST] + (["--recurring", recurring] if recurring else [])
+    code, _, err = run_cli(monkeypatch, capsys, "submit", *args)
+    assert code == 0, err
+    (client,) = fake.built
+    assert client.kwargs["namespace"] == cfg.kubernetes.namespace == "sam3"
+    assert list(client.experiments.values()) == [("sam3", "sam3")]
+    (run,) = client.created_recurring_runs if recurring else client.created_runs
+    assert run.namespace == cfg.kubernetes.namespace
+    assert run.service_account == cfg.kubernetes.pipeline_service_account == "sam3-pipeline"
+    if not recurring:
+        assert run.asked_namespace == cfg.kubernetes.namespace
+
+
+def test_another_namespace_than_the_configs_is_refused(
+    fake: type[FakeClient], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run's pods would run in one namespace and its training jobs in another: refused before any
+    request, naming both."""
+    args = ["--config", str(CLUSTER), "--host", HOST, "--namespace", "kubeflow-user-example-com"]
+    code, _, err = run_cli(monkeypatch, capsys, "submit", *args)
+    assert code == 2, err
+    assert "--namespace kubeflow-user-example-com" in err and "'sam3' (kubernetes.namespace)" in err
+    assert fake.built == []
 
 
 @pytest.mark.parametrize("content", [None, ""], ids=["missing", "empty"])
@@ -161,6 +199,8 @@ def _api_error(status: int) -> Exception:
     [
         ({"commit_sha": "abc", "tag_name": "2.5.0", "multi_user": False}, "2.5.0"),
         ({"tag_name": "2.13.9"}, "2.13.9"),
+        ({"tag_name": "2.14.3", "multi_user": True}, "2.14.3"),
+        ({"tag_name": "v2.15.1", "multi_user": True}, "v2.15.1"),
         # a host that is the Kubeflow UI: its proxy reports the API server's release under another name
         ({"apiServerTagName": "2.3.0", "frontendTagName": "2.15.0", "apiServerReady": True}, "2.3.0"),
     ],
@@ -177,12 +217,16 @@ def test_an_older_backend_is_refused_before_anything_is_created(
         _submit(cfg, recurring)
     message = str(err.value)
     assert f"KFP at http://kfp.test:8888 is version {version}" in message
-    assert "needs KFP >= 2.14" in message and "PipelineTaskFinalStatus" in message
+    assert (
+        "needs KFP >= 2.16" in message
+        and "security context" in message
+        and "PipelineTaskFinalStatus" in message
+    )
     assert "Nothing was submitted" in message
     assert _calls(fake) == ["healthz"]  # no experiment, no run, no upload
 
 
-@pytest.mark.parametrize("tag", ["2.14.0", "2.14.3", "v2.15.1", "2.17.0-rc.1", "3.0.0"])
+@pytest.mark.parametrize("tag", ["2.16.0", "v2.16.1", "2.17.0-rc.1", "3.0.0"])
 def test_a_current_backend_gets_the_run(
     monkeypatch: pytest.MonkeyPatch, cfg: PipelineConfig, tag: str
 ) -> None:
@@ -203,8 +247,8 @@ def test_a_current_backend_gets_the_run(
 @pytest.mark.parametrize(
     ("answer", "said"),
     [
-        ({"tag_name": "unknown", "multi_user": False}, "no version"),  # a server image built without a tag
-        ({"multi_user": False}, "no version"),
+        ({"tag_name": "unknown", "multi_user": True}, "no version"),  # a server image built without a tag
+        ({"multi_user": True}, "no version"),
         ({"tag_name": "master"}, "the version 'master'"),
         (_api_error(404), "no version: ApiException"),  # no healthz endpoint
     ],
@@ -225,7 +269,31 @@ def test_a_backend_without_a_version_gets_a_warning_and_the_run(
     assert result.created and "create_run" in _calls(fake)
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert f"KFP at http://kfp.test:8888 reports {said}" in warning
-    assert "not checked" in warning and "KFP >= 2.14" in warning and "PipelineTaskFinalStatus" in warning
+    assert "not checked" in warning and "KFP >= 2.16" in warning and "PipelineTaskFinalStatus" in warning
+
+
+@pytest.mark.parametrize("recurring", [None, "0 0 3 * * *"])
+@pytest.mark.parametrize(
+    "healthz",
+    [
+        {"commit_sha": "abc", "tag_name": "2.16.0", "multi_user": False, "pipeline_store": "database"},
+        {"tag_name": "unknown", "multi_user": False},
+        # a host that is the Kubeflow UI: its proxy reports the API server's mode under another name
+        {"apiServerTagName": "2.17.0", "apiServerMultiUser": False, "apiServerReady": True},
+    ],
+)
+def test_a_single_user_backend_is_refused_before_anything_is_created(
+    monkeypatch: pytest.MonkeyPatch, cfg: PipelineConfig, healthz: dict[str, Any], recurring: str | None
+) -> None:
+    """A single-user deployment runs every run in its own namespace, not in the profile namespace that
+    holds the pipeline's service account, Secret and rights."""
+    fake = _backend(monkeypatch, healthz)
+    with pytest.raises(LaunchError) as err:
+        _submit(cfg, recurring)
+    message = str(err.value)
+    assert "KFP at http://kfp.test:8888 is a single-user deployment" in message
+    assert "'sam3'" in message and "Nothing was submitted" in message and "multi-user" in message
+    assert _calls(fake) == ["healthz"]
 
 
 def test_a_backend_that_refuses_the_version_request_stops_the_submission(
