@@ -10,9 +10,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import types
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -334,14 +335,22 @@ def meta_release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
 
 
 def run_measured(command: list[str], env: dict[str, str], cwd: Path, out: Path) -> tuple[int, str, str, int]:
-    """Run a command; its exit code, stdout, stderr and peak resident memory (bytes)."""
+    """Run a command; its exit code, stdout, stderr and the peak of its own (anonymous) resident memory in
+    bytes, sampled every 20 ms. Pages of a memory-mapped file are left out: the kernel reclaims them
+    under pressure, and how many stay resident depends on the machine, not on the command."""
+    peak = 0
     with open(out / "stdout", "w+") as stdout, open(out / "stderr", "w+") as stderr:
         child = subprocess.Popen(command, env=env, cwd=cwd, stdout=stdout, stderr=stderr)
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
+        status = Path(f"/proc/{child.pid}/status")
+        while child.poll() is None:
+            with suppress(OSError):  # the child exited between poll and read
+                for line in status.read_text().splitlines():
+                    if line.startswith("RssAnon:"):
+                        peak = max(peak, int(line.split()[1]) << 10)
+            time.sleep(0.02)
         stdout.seek(0)
         stderr.seek(0)
-        return child.returncode, stdout.read(), stderr.read(), usage.ru_maxrss << 10
+        return child.returncode, stdout.read(), stderr.read(), peak
 
 
 @pytest.mark.slow
@@ -360,7 +369,8 @@ def test_meta_released_weights_import_and_run_as_meta_built_them(
         tmp_path,
     )
     assert code == 0, stderr[-3000:]
-    assert peak < 1.5 * size, f"peak RSS {peak / 1e9:.2f} GB for a {size / 1e9:.2f} GB file"
+    # one copy of the weights in the process's own memory would already be the file's size
+    assert 0 < peak < 0.5 * size, f"peak anonymous RSS {peak / 1e9:.2f} GB for a {size / 1e9:.2f} GB file"
     card = Registry(store, "sam3-released").card(1)
     assert card.model_dump_json() == stdout.strip().splitlines()[-1]
     assert card.imported == ImportedFrom(
