@@ -120,7 +120,9 @@ def run_stage(
         record = _alive(runner, store, record_key, cfg.stage)
         if record is None:
             previous = _read(store, record_key)
-            handle = runner.schedule(_request(runner, app, cfg, resources, scheduler, cluster))
+            handle = runner.schedule(
+                _request(runner, app, cfg, resources, scheduler, cluster, max_restarts=max_restarts)
+            )
             record = JobRecord(
                 handle=str(handle),
                 scheduler=scheduler,
@@ -209,12 +211,13 @@ def _request(
     scheduler: Scheduler,
     cluster: Cluster,
     *,
+    max_restarts: int,
     validate_spec: bool = True,
 ) -> Any:
     info = runner.dryrun(app, scheduler, cfg=scheduler_cfg(scheduler, cluster, validate_spec=validate_spec))
     if scheduler == "kubernetes":
         labels = {"sam3.dev/run-id": cfg.run_id, "sam3.dev/stage": cfg.stage}
-        patch_job(info.request.resource, resources, cluster, labels)
+        patch_job(info.request.resource, resources, cluster, labels, max_restarts=max_restarts)
     return info
 
 
@@ -233,7 +236,10 @@ def dryrun(
     topo = topology(resources, scheduler, max_restarts=max_restarts, image=cluster.trainer_image)
     app = stage_app(cfg, topo)
     with get_runner() as runner:
-        return str(_request(runner, app, cfg, resources, scheduler, cluster, validate_spec=False))
+        request = _request(
+            runner, app, cfg, resources, scheduler, cluster, max_restarts=max_restarts, validate_spec=False
+        )
+        return str(request)
 
 
 def _free_port() -> int:

@@ -100,10 +100,30 @@ class Cluster(_Model):
 
 RUN_AS_USER = 10001  # the images' non-root user
 SECRET_ENV = {"SAM3_S3_ACCESS_KEY": "access-key", "SAM3_S3_SECRET_KEY": "secret-key"}
+RESTART_EVENTS = ("PodEvicted", "PodFailed")  # a pod lost, a pod whose torchrun gave up
 
 
-def patch_job(job: dict[str, Any], resources: Resources, cluster: Cluster, labels: dict[str, str]) -> None:
-    """Add secrets by reference, placement and labels to every task of a TorchX Volcano Job, in place."""
+def restart_policy(max_restarts: int) -> dict[str, Any]:
+    """The Volcano Job fields that restart the whole job when one of its pods is lost or fails, at most
+    ``max_restarts`` times. Volcano fails a restarting job once its retry count reaches ``maxRetry``,
+    counting the restart that is starting, so ``maxRetry`` is one more than the restarts allowed (and
+    never 0, which Volcano's admission replaces by its default, 3)."""
+    return {
+        "maxRetry": max_restarts + 1,
+        "policies": [{"event": event, "action": "RestartJob"} for event in RESTART_EVENTS],
+    }
+
+
+def patch_job(
+    job: dict[str, Any],
+    resources: Resources,
+    cluster: Cluster,
+    labels: dict[str, str],
+    *,
+    max_restarts: int,
+) -> None:
+    """Add secrets by reference, placement and labels to every task of a TorchX Volcano Job, and the job's
+    restart policy (``restart_policy``), in place."""
     from kubernetes.client import (
         V1Capabilities,
         V1EnvVar,
@@ -117,7 +137,11 @@ def patch_job(job: dict[str, Any], resources: Resources, cluster: Cluster, label
     )
 
     job["metadata"].setdefault("labels", {}).update(labels)
+    job["spec"].update(restart_policy(max_restarts))
     for task in job["spec"]["tasks"]:
+        # the job's policies decide; a task's own (TorchX sets them only for AppDef retries) would differ
+        task.pop("policies", None)
+        task.pop("maxRetry", None)
         pod = task["template"]
         pod.metadata.labels = {**(pod.metadata.labels or {}), **labels}
         spec = pod.spec
