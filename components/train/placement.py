@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from components.images import TRAINER_IMAGE
 
 ACCELERATOR_LABEL = "nvidia.com/gpu.product"
+SCHEDULE_TIMEOUT_S = 3600.0  # the hour pipeline.dag.train_retry_window allows for queueing and start-up
 _DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 
 
@@ -84,11 +85,23 @@ class Cluster(_Model):
     image_pull_secrets: list[SecretName] = Field(
         default_factory=list, description="Secrets of type kubernetes.io/dockerconfigjson in namespace"
     )
+    schedule_timeout_s: float = Field(
+        default=SCHEDULE_TIMEOUT_S,
+        gt=0,
+        description="how long a training job may wait to be scheduled (all its pods placed) before its "
+        "step fails and the job is deleted",
+    )
 
     def to_json(self) -> str:
-        """The form a train step gets: pull secrets only when there are some, so that a config without
-        them compiles as before and older step images (which know no such field) still read it."""
-        return self.model_dump_json(exclude=None if self.image_pull_secrets else {"image_pull_secrets"})
+        """The form a train step gets: pull secrets and the schedule timeout only when they are set, so
+        that a config without them compiles as before and older step images (which know no such fields)
+        still read it."""
+        exclude = set()
+        if not self.image_pull_secrets:
+            exclude.add("image_pull_secrets")
+        if self.schedule_timeout_s == SCHEDULE_TIMEOUT_S:
+            exclude.add("schedule_timeout_s")
+        return self.model_dump_json(exclude=exclude or None)
 
     def plain_env(self) -> dict[str, str]:
         return {
