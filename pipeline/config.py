@@ -31,7 +31,7 @@ from components.images import Images
 from components.ingest.config import DataConfig
 from components.model.config import ModelConfig
 from components.train.config import ALIGN_STAGE, Size, TrainConfig
-from components.train.placement import Cluster, Resources, SecretName
+from components.train.placement import SCHEDULE_TIMEOUT_S, Cluster, Resources, SecretName
 
 STAGES: tuple[str, ...] = (ALIGN_STAGE, "detector", "presence", "tracker", "joint")
 """Every stage in pipeline order; a config trains the two image stages and, when it has them, the
@@ -118,6 +118,12 @@ class Kubernetes(_Model):
         description="Secrets (kubernetes.io/dockerconfigjson, in namespace) every step and training pod "
         "pulls its image with",
     )
+    schedule_timeout_s: float = Field(
+        default=SCHEDULE_TIMEOUT_S,
+        gt=0,
+        description="seconds a training job may wait for its gang to be scheduled (Volcano job Pending) "
+        "before its train step fails and deletes it",
+    )
 
     def cluster(self) -> Cluster:
         return Cluster(
@@ -131,6 +137,7 @@ class Kubernetes(_Model):
             s3_secure=self.s3_secure,
             trainer_image=self.images.ref("trainer"),
             image_pull_secrets=self.image_pull_secrets,
+            schedule_timeout_s=self.schedule_timeout_s,
         )
 
 

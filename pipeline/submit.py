@@ -2,7 +2,11 @@
 
 A run is named after the config's content hash: the same config submitted
 twice (a re-synced GitOps trigger, a repeated CI job) finds the existing run
-instead of starting a second one. A recurring run is named the same way.
+instead of starting a second one, as long as that run is pending, running or
+succeeded. A run that failed, errored or was cancelled does not count: the
+config is submitted again as a new run named ``<name>-retry-<n>`` (KFP keeps
+the failed run, and its name, for its logs). A recurring run is named the same
+way (without retries: it starts runs of its own on its schedule).
 
 Authentication: a bearer token from ``SAM3_KFP_TOKEN``, else the token file
 ``token_path`` (a projected service account token with audience
@@ -73,9 +77,32 @@ def run_name(cfg: PipelineConfig) -> str:
     return f"{cfg.name}-{cfg.content_hash()[:12]}"
 
 
-def name_filter(name: str) -> str:
-    """A KFP API filter selecting runs (or recurring runs) by display name."""
-    return json.dumps({"predicates": [{"key": "display_name", "operation": "EQUALS", "string_value": name}]})
+def name_filter(name: str, operation: str = "EQUALS") -> str:
+    """A KFP API filter selecting runs (or recurring runs) by display name (``operation`` ``IS_SUBSTRING``:
+    those whose name contains ``name``)."""
+    return json.dumps({"predicates": [{"key": "display_name", "operation": operation, "string_value": name}]})
+
+
+ENDED_UNDONE = frozenset({"FAILED", "CANCELING", "CANCELED"})
+"""Run states (KFP v2's V2beta1RuntimeState) of a run that ended, or is ending, without its work done: the
+config is submitted again. In any other state (PENDING, RUNNING, PAUSED, SUCCEEDED, SKIPPED, or one not
+known here, such as a newer server's) the run counts as submitted: a duplicate run is worse than a retry
+left to the user."""
+
+RETRY_SUFFIX = "-retry-"
+
+
+def retry_number(base: str, display_name: str) -> int | None:
+    """0 for the first run of ``base``, n for its retry ``<base>-retry-<n>``, None for another name."""
+    if display_name == base:
+        return 0
+    found = re.fullmatch(re.escape(base + RETRY_SUFFIX) + r"([1-9][0-9]*)", display_name)
+    return int(found[1]) if found else None
+
+
+def _state(run: Any) -> str:
+    state = getattr(run, "state", None)
+    return str(getattr(state, "value", state) or "RUNTIME_STATE_UNSPECIFIED").upper()
 
 
 @dataclass
@@ -84,6 +111,7 @@ class Submitted:
     id: str
     created: bool  # False: a run of this config already existed
     recurring: bool
+    retried: str | None = None  # the run that failed or was cancelled, when this one starts it again
 
 
 def submit(
@@ -111,11 +139,15 @@ def submit(
         check_backend(client, host, namespace)
         exp = _experiment(client, experiment, namespace)
         if recurring is None:
-            found = (
-                client.list_runs(experiment_id=exp, namespace=namespace, filter=name_filter(name)).runs or []
-            )
-            if found:
-                return Submitted(name, found[0].run_id, created=False, recurring=False)
+            runs = _runs_of(client, exp, namespace, name)
+            for _, run in runs:
+                if _state(run) not in ENDED_UNDONE:
+                    return Submitted(str(run.display_name), str(run.run_id), created=False, recurring=False)
+            retried = None
+            if runs:
+                last, run = runs[0]
+                retried = f"{run.display_name} ({_state(run).lower()})"
+                name = f"{name}{RETRY_SUFFIX}{last + 1}"
             result = client.create_run_from_pipeline_func(
                 build_pipeline(cfg, target="kubernetes"),
                 run_name=name,
@@ -123,7 +155,7 @@ def submit(
                 namespace=namespace,
                 service_account=cfg.kubernetes.pipeline_service_account,
             )
-            return Submitted(name, result.run_id, created=True, recurring=False)
+            return Submitted(name, result.run_id, created=True, recurring=False, retried=retried)
         jobs = client.list_recurring_runs(experiment_id=exp, namespace=namespace, filter=name_filter(name))
         if jobs.recurring_runs:
             return Submitted(name, jobs.recurring_runs[0].recurring_run_id, created=False, recurring=True)
@@ -143,6 +175,28 @@ def submit(
         raise
     except Exception as exc:  # the KFP client raises many kinds (connection, HTTP, auth)
         raise LaunchError(f"KFP at {host or 'in-cluster'}: {type(exc).__name__}: {_short(exc)}") from exc
+
+
+def _runs_of(client: Any, experiment_id: str, namespace: str, name: str) -> list[tuple[int, Any]]:
+    """The runs of config run name ``name`` in the experiment, the first and its retries, as (retry
+    number, run), the latest first; all pages of the answer."""
+    found: list[tuple[int, Any]] = []
+    token = ""
+    while True:
+        page = client.list_runs(
+            experiment_id=experiment_id,
+            namespace=namespace,
+            filter=name_filter(name, "IS_SUBSTRING"),
+            page_token=token,
+            page_size=100,
+        )
+        for run in page.runs or []:
+            number = retry_number(name, str(getattr(run, "display_name", "")))
+            if number is not None:
+                found.append((number, run))
+        token = getattr(page, "next_page_token", None) or ""
+        if not token:
+            return sorted(found, key=lambda item: item[0], reverse=True)
 
 
 def namespace_of(cfg: PipelineConfig, namespace: str | None) -> str:

@@ -9,6 +9,12 @@ scheduler cannot be asked (no permission, unreachable, a handle it cannot
 read), the caller fails, naming the job: the job may still be training into
 the stage's checkpoints, and a second one must not join it. A stage whose last
 checkpoint already reached its step count is not run again.
+
+A Kubernetes job that waits to be scheduled (Volcano phase Pending: its gang is
+not placed) for longer than ``Cluster.schedule_timeout_s`` fails the caller,
+naming the job and what to check, and is deleted: none of its pods runs, so
+nothing writes the checkpoints, and its queued pods would otherwise start
+whenever room appears with no step watching them.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from components.storage import ObjectStore
 from components.train.checkpoint import CheckpointStore
 from components.train.config import TrainConfig
 from components.train.launcher import (
+    NotScheduled,
     Scheduler,
     Topology,
     error_of,
@@ -120,7 +127,9 @@ def run_stage(
         record = _alive(runner, store, record_key, cfg.stage)
         if record is None:
             previous = _read(store, record_key)
-            handle = runner.schedule(_request(runner, app, cfg, resources, scheduler, cluster))
+            handle = runner.schedule(
+                _request(runner, app, cfg, resources, scheduler, cluster, max_restarts=max_restarts)
+            )
             record = JobRecord(
                 handle=str(handle),
                 scheduler=scheduler,
@@ -131,7 +140,17 @@ def run_stage(
             log.info("submitted %s (attempt %d)", handle, record.attempts)
         else:
             log.info("resuming to watch %s, submitted earlier", record.handle)
-        status = watch(runner, record.handle, role, log_lines=log_lines, poll_s=poll_s)
+        try:
+            status = watch(
+                runner,
+                record.handle,
+                role,
+                log_lines=log_lines,
+                poll_s=poll_s,
+                schedule_timeout_s=cluster.schedule_timeout_s if scheduler == "kubernetes" else None,
+            )
+        except NotScheduled as late:
+            raise _not_scheduled(runner, store, record_key, record, cfg.stage, cluster, late) from None
         record.state = status.state.name if status else "UNKNOWN"
         record.finished_at = time.time()
         ok = status is not None and status.state == AppState.SUCCEEDED
@@ -157,6 +176,37 @@ def run_stage(
     )
     store.put_json(result_key, result)
     return result
+
+
+def _not_scheduled(
+    runner: Any,
+    store: ObjectStore,
+    key: str,
+    record: JobRecord,
+    stage: str,
+    cluster: Cluster,
+    late: NotScheduled,
+) -> LaunchError:
+    """The error for a job that was never scheduled, after deleting it and recording its end. No pod of it
+    runs (it waited for all of them to be placed), so nothing writes the stage's checkpoints and deleting
+    it is safe; its queued pods would otherwise start whenever room appears, with no step watching."""
+    try:
+        runner.delete(record.handle)
+        fate = "it was deleted"
+    except Exception as exc:  # no permission, an unreachable API: say so, the step fails either way
+        fate = f"it could not be deleted ({_reason(exc)}): delete it by hand"
+    record.state = "NOT_SCHEDULED"
+    record.finished_at = time.time()
+    record.error = f"not scheduled within {late.waited_s:.0f} s (kubernetes.schedule_timeout_s)"
+    store.put_json(key, record)
+    return LaunchError(
+        f"{stage} training job {record.handle} stayed Pending for {late.waited_s:.0f} s "
+        f"(kubernetes.schedule_timeout_s {cluster.schedule_timeout_s:.0f}): its pods were never all placed, "
+        f"and {fate}. Check the Volcano queue {cluster.queue!r} (its capacity and the jobs ahead of it: "
+        f"kubectl get queue {cluster.queue} -o yaml; kubectl get podgroups -n {cluster.namespace}), that "
+        "nodes have the stage's GPUs, CPU and memory free and match its node selector and tolerations, "
+        f"and the job's events (kubectl describe vcjob -n {cluster.namespace})"
+    )
 
 
 def _read(store: ObjectStore, key: str) -> JobRecord | None:
@@ -209,12 +259,13 @@ def _request(
     scheduler: Scheduler,
     cluster: Cluster,
     *,
+    max_restarts: int,
     validate_spec: bool = True,
 ) -> Any:
     info = runner.dryrun(app, scheduler, cfg=scheduler_cfg(scheduler, cluster, validate_spec=validate_spec))
     if scheduler == "kubernetes":
         labels = {"sam3.dev/run-id": cfg.run_id, "sam3.dev/stage": cfg.stage}
-        patch_job(info.request.resource, resources, cluster, labels)
+        patch_job(info.request.resource, resources, cluster, labels, max_restarts=max_restarts)
     return info
 
 
@@ -233,7 +284,10 @@ def dryrun(
     topo = topology(resources, scheduler, max_restarts=max_restarts, image=cluster.trainer_image)
     app = stage_app(cfg, topo)
     with get_runner() as runner:
-        return str(_request(runner, app, cfg, resources, scheduler, cluster, validate_spec=False))
+        request = _request(
+            runner, app, cfg, resources, scheduler, cluster, max_restarts=max_restarts, validate_spec=False
+        )
+        return str(request)
 
 
 def _free_port() -> int:

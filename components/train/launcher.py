@@ -111,6 +111,20 @@ def local_path() -> None:
         os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
 
 
+class NotScheduled(LaunchError):
+    """The job waited longer than its schedule timeout to start (its pods were never all placed)."""
+
+    def __init__(self, handle: str, waited_s: float) -> None:
+        super().__init__(f"{handle} was not scheduled within {waited_s:.0f} s")
+        self.handle = handle
+        self.waited_s = waited_s
+
+
+WAITING = ("UNSUBMITTED", "SUBMITTED", "PENDING")
+"""TorchX app states of a job that has not started: for a Volcano job, phase Pending (its gang not placed,
+or placed again after a restart)."""
+
+
 def watch(
     runner: Any,
     handle: str,
@@ -118,15 +132,27 @@ def watch(
     *,
     log_lines: Callable[[str], None] | None = None,
     poll_s: float = 2.0,
+    schedule_timeout_s: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Any:
-    """Follow a submitted job to its end, forwarding its log lines; return its final status."""
+    """Follow a submitted job to its end, forwarding its log lines; return its final status. A job that
+    stays waiting to start (``WAITING``) for longer than ``schedule_timeout_s`` at a stretch raises
+    ``NotScheduled`` (the job is left as it is: the caller decides)."""
     printed = 0
+    waiting_since: float | None = None
     while True:
         status = runner.status(handle)
         if log_lines is not None:
             printed = _forward_logs(runner, handle, role, printed, log_lines)
         if status is None or status.is_terminal():
             return status
+        now = clock()
+        if status.state.name not in WAITING:
+            waiting_since = None
+        elif waiting_since is None:
+            waiting_since = now
+        elif schedule_timeout_s is not None and now - waiting_since > schedule_timeout_s:
+            raise NotScheduled(handle, now - waiting_since)
         time.sleep(poll_s)
 
 

@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from components.images import TRAINER_IMAGE
 
 ACCELERATOR_LABEL = "nvidia.com/gpu.product"
+SCHEDULE_TIMEOUT_S = 3600.0  # the hour pipeline.dag.train_retry_window allows for queueing and start-up
 _DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 
 
@@ -84,11 +85,23 @@ class Cluster(_Model):
     image_pull_secrets: list[SecretName] = Field(
         default_factory=list, description="Secrets of type kubernetes.io/dockerconfigjson in namespace"
     )
+    schedule_timeout_s: float = Field(
+        default=SCHEDULE_TIMEOUT_S,
+        gt=0,
+        description="how long a training job may wait to be scheduled (all its pods placed) before its "
+        "step fails and the job is deleted",
+    )
 
     def to_json(self) -> str:
-        """The form a train step gets: pull secrets only when there are some, so that a config without
-        them compiles as before and older step images (which know no such field) still read it."""
-        return self.model_dump_json(exclude=None if self.image_pull_secrets else {"image_pull_secrets"})
+        """The form a train step gets: pull secrets and the schedule timeout only when they are set, so
+        that a config without them compiles as before and older step images (which know no such fields)
+        still read it."""
+        exclude = set()
+        if not self.image_pull_secrets:
+            exclude.add("image_pull_secrets")
+        if self.schedule_timeout_s == SCHEDULE_TIMEOUT_S:
+            exclude.add("schedule_timeout_s")
+        return self.model_dump_json(exclude=exclude or None)
 
     def plain_env(self) -> dict[str, str]:
         return {
@@ -100,10 +113,30 @@ class Cluster(_Model):
 
 RUN_AS_USER = 10001  # the images' non-root user
 SECRET_ENV = {"SAM3_S3_ACCESS_KEY": "access-key", "SAM3_S3_SECRET_KEY": "secret-key"}
+RESTART_EVENTS = ("PodEvicted", "PodFailed")  # a pod lost, a pod whose torchrun gave up
 
 
-def patch_job(job: dict[str, Any], resources: Resources, cluster: Cluster, labels: dict[str, str]) -> None:
-    """Add secrets by reference, placement and labels to every task of a TorchX Volcano Job, in place."""
+def restart_policy(max_restarts: int) -> dict[str, Any]:
+    """The Volcano Job fields that restart the whole job when one of its pods is lost or fails, at most
+    ``max_restarts`` times. Volcano fails a restarting job once its retry count reaches ``maxRetry``,
+    counting the restart that is starting, so ``maxRetry`` is one more than the restarts allowed (and
+    never 0, which Volcano's admission replaces by its default, 3)."""
+    return {
+        "maxRetry": max_restarts + 1,
+        "policies": [{"event": event, "action": "RestartJob"} for event in RESTART_EVENTS],
+    }
+
+
+def patch_job(
+    job: dict[str, Any],
+    resources: Resources,
+    cluster: Cluster,
+    labels: dict[str, str],
+    *,
+    max_restarts: int,
+) -> None:
+    """Add secrets by reference, placement and labels to every task of a TorchX Volcano Job, and the job's
+    restart policy (``restart_policy``), in place."""
     from kubernetes.client import (
         V1Capabilities,
         V1EnvVar,
@@ -117,7 +150,11 @@ def patch_job(job: dict[str, Any], resources: Resources, cluster: Cluster, label
     )
 
     job["metadata"].setdefault("labels", {}).update(labels)
+    job["spec"].update(restart_policy(max_restarts))
     for task in job["spec"]["tasks"]:
+        # the job's policies decide; a task's own (TorchX sets them only for AppDef retries) would differ
+        task.pop("policies", None)
+        task.pop("maxRetry", None)
         pod = task["template"]
         pod.metadata.labels = {**(pod.metadata.labels or {}), **labels}
         spec = pod.spec

@@ -40,7 +40,8 @@ def submit_cmd(
         "re-read before each request. SAM3_KFP_TOKEN, if set, is used instead.",
     ),
 ) -> None:
-    """Submit a run named after the config's hash (an existing one is reused); prints the run id last."""
+    """Submit a run named after the config's hash (an existing one is reused unless it failed or was
+    cancelled: then a retry starts); prints the run id last."""
     from pipeline.commands.progress import stderr
     from pipeline.config import PipelineConfig
     from pipeline.submit import submit
@@ -55,5 +56,7 @@ def submit_cmd(
     )
     kind = "recurring run" if result.recurring else "run"
     verb = "created" if result.created else "already exists, not started again:"
+    if result.retried:
+        verb = f"created to start again {result.retried}:"
     stderr.print(f"{kind} {result.name} {verb} ({result.id})")
     typer.echo(result.id)

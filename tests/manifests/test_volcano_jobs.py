@@ -166,3 +166,56 @@ def test_without_pull_secrets_the_pods_name_none(jobs: dict[str, dict[str, Any]]
     assert all(
         "imagePullSecrets" not in t["template"]["spec"] for j in jobs.values() for t in j["spec"]["tasks"]
     )
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_lost_or_failed_pod_restarts_the_whole_job_up_to_the_stages_restarts(
+    cluster_cfg: PipelineConfig, jobs: dict[str, dict[str, Any]], stage: str
+) -> None:
+    spec = jobs[stage]["spec"]
+    assert spec["policies"] == [
+        {"event": "PodEvicted", "action": "RestartJob"},
+        {"event": "PodFailed", "action": "RestartJob"},
+    ]
+    # Volcano fails the job when its retry count (this restart included) reaches maxRetry
+    assert spec["maxRetry"] == cluster_cfg.stage(stage).max_restarts + 1
+    assert all("policies" not in t and "maxRetry" not in t for t in spec["tasks"])  # the job's decide
+
+
+@pytest.mark.parametrize("max_restarts", [0, 5])
+def test_the_restarts_follow_the_stage(max_restarts: int) -> None:
+    cfg = PipelineConfig.load(CLUSTER)
+    resources = cfg.stage("detector").resources
+    job = yaml.safe_load(
+        dryrun(
+            cfg.train_config("detector", DATASET),
+            resources,
+            "kubernetes",
+            cluster=cfg.kubernetes.cluster(),
+            max_restarts=max_restarts,
+        )
+    )
+    # 0 restarts: maxRetry 1, the first lost pod fails the job (0 would be read as Volcano's default, 3)
+    assert job["spec"]["maxRetry"] == max_restarts + 1
+    assert errors(job) == []
+
+
+@pytest.mark.parametrize(
+    ("policies", "problem"),
+    [
+        ([{"event": "PodFailed", "action": "RestartJob"}] * 2, "duplicate event PodFailed"),
+        ([{"event": "PodFailed", "action": "Restart"}], "invalid policy action"),
+        ([{"event": "PodGone", "action": "RestartJob"}], "is not one of"),  # the schema's enum
+        ([{"event": "OutOfSync", "action": "RestartJob"}], "invalid policy event"),  # internal only
+        ([{"event": "PodFailed", "exitCode": 3, "action": "RestartJob"}], "simultaneously"),
+        ([{"event": "*", "action": "AbortJob"}, {"event": "PodFailed", "action": "RestartJob"}], "'*'"),
+    ],
+    ids=["duplicate", "action", "unknown-event", "internal-event", "event-and-exit-code", "any-and-another"],
+)
+def test_bad_policies_are_refused(
+    jobs: dict[str, dict[str, Any]], policies: list[dict[str, Any]], problem: str
+) -> None:
+    job = copy.deepcopy(jobs["detector"])
+    job["spec"]["policies"] = policies
+    found = errors(job)
+    assert any("spec.policies" in e and problem in e for e in found), found

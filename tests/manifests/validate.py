@@ -144,6 +144,59 @@ def volcano_admission(job: dict[str, Any]) -> list[str]:
     unknown = sorted(set(spec.get("plugins") or {}) - VOLCANO_PLUGINS)
     if unknown:
         out.append(f"spec.plugins: unknown job plugins {unknown}")
+    if spec.get("maxRetry", 0) < 0:
+        out.append("spec.maxRetry: cannot be less than zero")
+    out += _policy_problems("spec.policies", spec.get("policies") or [])
+    for i, task in enumerate(spec["tasks"]):
+        out += _policy_problems(f"spec.tasks.{i}.policies", task.get("policies") or [])
+    return out
+
+
+VOLCANO_POLICY_EVENTS = {
+    "*",
+    "PodFailed",
+    "PodEvicted",
+    "PodPending",
+    "Unknown",
+    "TaskCompleted",
+    "TaskFailed",
+}
+VOLCANO_POLICY_ACTIONS = {
+    "AbortJob",
+    "RestartJob",
+    "RestartTask",
+    "RestartPod",
+    "TerminateJob",
+    "CompleteJob",
+}
+
+
+def _policy_problems(where: str, policies: list[dict[str, Any]]) -> list[str]:
+    """Volcano's checks of a job's (or a task's) lifecycle policies (admit_job.go, validatePolicies)."""
+    out: list[str] = []
+    events: set[str] = set()
+    codes: set[int] = set()
+    for i, policy in enumerate(policies):
+        named = [policy["event"]] if policy.get("event") else list(policy.get("events") or [])
+        code = policy.get("exitCode")
+        if named and code is not None:
+            out.append(f"{where}.{i}: must not specify event and exitCode simultaneously")
+        elif not named and code is None:
+            out.append(f"{where}.{i}: either event or exitCode must be specified")
+        elif code is not None:
+            if code == 0 or code in codes:
+                out.append(f"{where}.{i}: exitCode {code} is 0 or used by another policy")
+            codes.add(code)
+        if policy.get("action") not in VOLCANO_POLICY_ACTIONS:
+            out.append(f"{where}.{i}: invalid policy action {policy.get('action')!r}")
+        for event in named:
+            if event not in VOLCANO_POLICY_EVENTS:
+                out.append(f"{where}.{i}: invalid policy event {event!r}")
+            elif event in events:
+                out.append(f"{where}.{i}: duplicate event {event} across policies")
+            events.add(event)
+    if "*" in events and len(events) > 1:
+        out.append(f"{where}: with the event '*' no other event may have a policy")
     return out
 
 

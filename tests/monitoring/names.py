@@ -19,10 +19,11 @@ DASHBOARD = MONITORING / "dashboards" / "sam3-training.json"
 # dcgm-exporter's default counters (etc/default-counters.csv) that the rules and dashboard read
 DCGM = {"DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED"}
 PROMETHEUS = {"up"}  # series Prometheus writes itself
+KUBE_STATE_METRICS = {"kube_pod_status_phase", "kube_pod_labels"}  # kube-state-metrics' pod series
 
-# a metric name in PromQL: sam3_*, recording rules sam3:*, DCGM_*; not inside a longer name
+# a metric name in PromQL: sam3_*, recording rules sam3:*, DCGM_*, kube_*; not inside a longer name
 # (label_sam3_dev_stage) and not a $variable
-METRIC = re.compile(r"(?<![\w:$])(sam3[_:][\w:]*|DCGM_\w+|up)(?![\w:])")
+METRIC = re.compile(r"(?<![\w:$])(sam3[_:][\w:]*|DCGM_\w+|kube_\w+|up)(?![\w:])")
 STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
@@ -53,7 +54,7 @@ def recorded() -> set[str]:
 
 
 def known() -> set[str]:
-    return exported() | recorded() | DCGM | PROMETHEUS
+    return exported() | recorded() | DCGM | PROMETHEUS | KUBE_STATE_METRICS
 
 
 def metric_names(expr: str) -> set[str]:

@@ -47,6 +47,7 @@ def test_every_alert_is_unit_tested_firing_and_not_firing() -> None:
         "Sam3GpuUnderutilized",
         "Sam3TrainingStalled",
         "Sam3CheckpointOverdue",
+        "Sam3TrainingPodPending",
         "Sam3GateFailed",
         "Sam3IngestRejectsHigh",
     }

@@ -4,6 +4,8 @@ There is no KFP backend here. Install it with ``install(monkeypatch)``; every cl
 in ``FakeClient.built``, and each records the calls made on it, in order, in ``calls``. Experiments belong
 to a namespace, a run to its experiment's namespace (as in KFP's v2 API): ``created_runs`` and
 ``created_recurring_runs`` have the namespace each landed in and the service account its pods run as.
+The runs the server holds outlive a client (``FakeClient.runs``, emptied by ``install``): ``list_runs``
+finds them by name, with the ``state`` a test gives them (a new run is PENDING).
 The API server's healthz endpoint answers ``install``'s ``healthz`` (a JSON body; by default that of a
 multi-user backend recent enough for the pipeline) or raises its ``healthz_error``.
 """
@@ -26,6 +28,12 @@ class Run:
     namespace: str | None  # the namespace of the run's experiment
     asked_namespace: str | None  # the namespace argument of the create call
     service_account: str | None
+    run_id: str = ""
+    state: str = "PENDING"
+
+    @property
+    def display_name(self) -> str:
+        return self.name
 
 
 SUPPORTED_HEALTHZ: dict[str, Any] = {"commit_sha": "0123abc", "tag_name": "2.16.1", "multi_user": True}
@@ -37,6 +45,8 @@ class FakeClient:
     """Built as ``kfp.Client(**kwargs)``; ``kwargs`` keeps the constructor's arguments."""
 
     built: ClassVar[list[FakeClient]] = []
+    runs: ClassVar[list[Run]] = []  # the server's runs, of every client
+    page_size: ClassVar[int] = 2  # small, so that submit must read every page
     healthz: ClassVar[dict[str, Any]] = SUPPORTED_HEALTHZ
     healthz_error: ClassVar[Exception | None] = None
 
@@ -69,9 +79,21 @@ class FakeClient:
         self.experiments[exp_id] = (name, namespace)
         return SimpleNamespace(experiment_id=exp_id)
 
-    def list_runs(self, experiment_id: str, namespace: str | None = None, **_: Any) -> Any:
+    def list_runs(
+        self,
+        experiment_id: str,
+        namespace: str | None = None,
+        filter: str | None = None,
+        page_token: str = "",
+        page_size: int = 10,
+        **_: Any,
+    ) -> Any:
         self.calls.append("list_runs")
-        return SimpleNamespace(runs=None)
+        found = [r for r in FakeClient.runs if r.experiment_id == experiment_id and _matches(r.name, filter)]
+        start = int(page_token or 0)
+        end = start + min(page_size, FakeClient.page_size)
+        token = str(end) if end < len(found) else ""
+        return SimpleNamespace(runs=found[start:end] or None, next_page_token=token)
 
     def create_run_from_pipeline_func(
         self,
@@ -85,8 +107,10 @@ class FakeClient:
         self.calls.append("create_run")
         _, exp_namespace = self.experiments[experiment_id]
         run = Run(run_name, experiment_id, exp_namespace, namespace, service_account)
+        run.run_id = f"run-{len(FakeClient.runs) + 1}"
         self.created_runs.append(run)
-        return SimpleNamespace(run_id=f"run-{len(self.created_runs)}")
+        FakeClient.runs.append(run)
+        return SimpleNamespace(run_id=run.run_id)
 
     def list_recurring_runs(self, experiment_id: str, namespace: str | None = None, **_: Any) -> Any:
         self.calls.append("list_recurring_runs")
@@ -101,6 +125,17 @@ class FakeClient:
         return SimpleNamespace(recurring_run_id="job-1")
 
 
+def _matches(name: str, api_filter: str | None) -> bool:
+    """Whether a display name passes a KFP API filter's display_name predicates (EQUALS, IS_SUBSTRING)."""
+    for predicate in json.loads(api_filter or "{}").get("predicates", []):
+        assert predicate["key"] == "display_name", predicate
+        want, operation = predicate["string_value"], predicate["operation"]
+        assert operation in ("EQUALS", "IS_SUBSTRING"), predicate
+        if (operation == "EQUALS" and name != want) or (operation == "IS_SUBSTRING" and want not in name):
+            return False
+    return True
+
+
 def install(
     monkeypatch: pytest.MonkeyPatch,
     healthz: dict[str, Any] | None = None,
@@ -112,6 +147,7 @@ def install(
     import kfp
 
     FakeClient.built = []
+    FakeClient.runs = []
     FakeClient.healthz = SUPPORTED_HEALTHZ if healthz is None else healthz
     FakeClient.healthz_error = healthz_error
     monkeypatch.setattr(kfp, "Client", FakeClient)

@@ -1,7 +1,8 @@
 """`sam3-pipeline submit` against a stand-in for kfp.Client (there is no KFP backend here; tests/pipeline/
 fake_kfp.py): the credentials it builds the client with, the namespace its run lands in and the service
-account its pods run as, and the KFP backends it accepts (one test reads the version through the real
-client from a local HTTP server)."""
+account its pods run as, the KFP backends it accepts (one test reads the version through the real client
+from a local HTTP server), and when it starts a config's run again (a retry of a failed or cancelled
+run)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 from components.errors import LaunchError
 from pipeline.config import CONFIGS, PipelineConfig
 from pipeline.submit import TOKEN_ENV, run_name, submit
-from tests.pipeline.fake_kfp import FakeClient, authorization, install, run_cli
+from tests.pipeline.fake_kfp import FakeClient, Run, authorization, install, run_cli
 
 CLUSTER = CONFIGS / "cluster.yaml"
 HOST = "http://ml-pipeline.kubeflow:8888"
@@ -354,3 +355,54 @@ def test_the_documented_minimum_is_the_one_checked(repo_root: Path) -> None:
     need = "Kubeflow Pipelines {}.{} or newer".format(*MIN_KFP_BACKEND)
     for doc in ("README.md", "manifests/README.md"):
         assert need in " ".join((repo_root / doc).read_text().split()), doc
+
+
+@pytest.mark.parametrize("state", ["PENDING", "RUNNING", "SUCCEEDED", "PAUSED", "A_NEWER_STATE"])
+def test_a_run_under_way_or_done_is_not_started_again(
+    monkeypatch: pytest.MonkeyPatch, cfg: PipelineConfig, state: str
+) -> None:
+    fake = _backend(monkeypatch)
+    first = _submit(cfg)
+    (run,) = fake.runs
+    run.state = state
+    again = _submit(cfg)
+    assert (again.created, again.id, again.name, again.retried) == (False, first.id, run_name(cfg), None)
+    assert len(fake.runs) == 1
+
+
+@pytest.mark.parametrize("state", ["FAILED", "CANCELED", "CANCELING"])
+def test_a_failed_or_cancelled_run_is_started_again_as_a_retry(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    cfg: PipelineConfig,
+    state: str,
+) -> None:
+    fake = _backend(monkeypatch)
+    name = run_name(cfg)
+    _submit(cfg)
+    fake.runs[-1].state = state
+    retry = _submit(cfg)
+    assert retry.created and retry.name == f"{name}-retry-1" and retry.id == "run-2"
+    assert retry.retried == f"{name} ({state.lower()})"
+    # the retry fails too: the next one is numbered after it, whatever order the server lists them in
+    fake.runs[-1].state = "FAILED"
+    fake.runs.reverse()
+    assert _submit(cfg).name == f"{name}-retry-2"
+    # a retry under way (or done) is the config's run: a re-synced trigger does not start another
+    assert _submit(cfg).created is False
+    assert [r.name for r in fake.runs] == [f"{name}-retry-1", name, f"{name}-retry-2"]
+    fake.runs[-1].state = "SUCCEEDED"
+    fake.runs[1].state = "FAILED"
+    code, out, err = run_cli(monkeypatch, capsys, "submit", "--config", str(CLUSTER), "--host", HOST)
+    assert code == 0 and out.strip().splitlines()[-1] == "run-3" and "already exists" in err
+
+
+def test_runs_of_other_configs_do_not_count(monkeypatch: pytest.MonkeyPatch, cfg: PipelineConfig) -> None:
+    fake = _backend(monkeypatch)
+    name = run_name(cfg)
+    _submit(cfg)
+    fake.runs[0].state = "FAILED"
+    # names that contain the config's run name without being it or one of its retries
+    for other in (f"{name}-retry-x", f"{name}-retry-0", f"copy-of-{name}", f"{name}-retry-7-b"):
+        fake.runs.append(Run(other, fake.runs[0].experiment_id, "sam3", "sam3", None))
+    assert _submit(cfg).name == f"{name}-retry-1"

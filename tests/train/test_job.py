@@ -1,7 +1,8 @@
 """The stage job runner: through TorchX local_cwd, the handle is recorded, a retried caller does not
 train twice, a stale record (the caller died with its job) leads to one new job that resumes; through
 TorchX's kubernetes scheduler (a fake Kubernetes API client), a recorded job whose status cannot be read
-fails the caller instead of getting a second job beside it."""
+fails the caller instead of getting a second job beside it, and a job that is never scheduled fails the
+caller after the schedule timeout and is deleted."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from components.storage import ObjectStore
 from components.train.checkpoint import CheckpointStore
 from components.train.config import TrainConfig
 from components.train.job import JobRecord, run_stage
-from components.train.placement import Resources
+from components.train.launcher import NotScheduled, watch
+from components.train.placement import Cluster, Resources
 
 
 @pytest.mark.slow
@@ -66,11 +68,20 @@ class FakeVolcano:
     """Stands in for kubernetes.client.CustomObjectsApi: Volcano jobs by name, a status read that fails
     with ``status_error`` (an HTTP status) when set, and a hook run when a job is created."""
 
-    def __init__(self, status_error: int | None, on_create: Any = None) -> None:
+    def __init__(
+        self,
+        status_error: int | None,
+        on_create: Any = None,
+        phase: str = "Completed",
+        delete_error: int | None = None,
+    ) -> None:
         self.status_error = status_error
         self.on_create = on_create
+        self.phase = phase  # the Volcano phase every created job reports
+        self.delete_error = delete_error
         self.created: list[str] = []  # names of the jobs created (dry runs excluded)
         self.status_reads: list[str] = []
+        self.deleted: list[str] = []
 
     def __call__(self, api_client: Any = None) -> FakeVolcano:  # the CustomObjectsApi(client) call
         return self
@@ -101,7 +112,18 @@ class FakeVolcano:
             error = ApiException(status=self.status_error, reason=_REASONS[self.status_error])
             error.body = json.dumps({"kind": "Status", "message": _MESSAGES[self.status_error].format(name)})
             raise error
-        return {"status": {"state": {"phase": "Completed"}}}
+        return {"status": {"state": {"phase": self.phase}}}
+
+    def delete_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, name: str, **_: Any
+    ) -> Any:
+        from kubernetes.client.rest import ApiException
+
+        if self.delete_error is not None:
+            raise ApiException(status=self.delete_error, reason=_REASONS[self.delete_error])
+        self.deleted.append(name)
+        self.created.remove(name)
+        return {}
 
 
 _REASONS = {403: "Forbidden", 404: "Not Found", 500: "Internal Server Error"}
@@ -175,3 +197,71 @@ def test_a_job_the_api_does_not_know_is_submitted_anew(
     record = JobRecord.model_validate(store.get_json(f"{cfg.prefix}/job.json"))
     assert record.handle == f"kubernetes://torchx/sam3:{name}" and record.attempts == 2
     assert record.state == "SUCCEEDED" and result.steps == cfg.steps
+
+
+# -- kubernetes: a job that is never scheduled -------------------------------------------------------
+
+
+@pytest.mark.parametrize("delete_error", [None, 403])
+def test_a_job_never_scheduled_fails_the_step_and_is_deleted(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, delete_error: int | None
+) -> None:
+    """The gang stays Pending (no room in the queue, no matching node): after kubernetes.schedule_timeout_s
+    the step fails, naming the job and what to check, and the job is deleted (none of its pods runs)."""
+    cfg = _cfg(f"pending{delete_error or ''}")
+    fake = FakeVolcano(status_error=404, phase="Pending", delete_error=delete_error)
+    _kubernetes(monkeypatch, tmp_path, fake)
+    cluster = Cluster(schedule_timeout_s=0.05)
+    with pytest.raises(LaunchError) as caught:
+        run_stage(cfg, Resources(), "kubernetes", store, cluster=cluster, poll_s=0.01)
+    message = str(caught.value)
+    record = JobRecord.model_validate(store.get_json(f"{cfg.prefix}/job.json"))
+    assert record.handle in message and "stayed Pending" in message and "schedule_timeout_s" in message
+    assert "Volcano queue 'sam3'" in message and "node selector" in message and "\n" not in message
+    assert record.state == "NOT_SCHEDULED" and record.finished_at is not None
+    if delete_error is None:
+        assert fake.deleted == [record.handle.rsplit(":", 1)[1]] and "it was deleted" in message
+    else:
+        assert fake.deleted == [] and "HTTP 403 Forbidden" in message and "delete it by hand" in message
+    # a retried step does not watch the deleted job: it submits a new one
+    fake.phase, fake.delete_error = "Completed", None
+    ckpt = CheckpointStore(store, cfg.prefix)
+    fake.on_create = lambda: ckpt.save(cfg.steps, {"w": torch.ones(2)}, {})
+    assert run_stage(cfg, Resources(), "kubernetes", store, cluster=cluster, poll_s=0.01).steps == cfg.steps
+    assert JobRecord.model_validate(store.get_json(f"{cfg.prefix}/job.json")).attempts == 2
+
+
+class _Runner:
+    """A TorchX runner that reports the states given, one per status call (the last one repeated)."""
+
+    def __init__(self, states: list[str]) -> None:
+        self.states = states
+
+    def status(self, handle: str) -> Any:
+        from torchx.specs import AppState, AppStatus
+
+        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        return AppStatus(state=AppState[state])
+
+
+def test_the_schedule_timeout_counts_an_unbroken_wait_to_start() -> None:
+    """Waiting counts from when the job is first seen waiting, and starts again after it has run (a
+    Volcano job that restarts is Pending again while its pods are placed anew)."""
+    ticks = iter(range(100))
+    clock = lambda: float(next(ticks))  # noqa: E731 one second per status call
+    states = ["SUBMITTED", "PENDING", "PENDING", "RUNNING", "PENDING", "PENDING", "PENDING", "SUCCEEDED"]
+    status = watch(_Runner(states), "h", "r", poll_s=0, schedule_timeout_s=2.5, clock=clock)
+    assert status.state.name == "SUCCEEDED"
+    with pytest.raises(NotScheduled) as caught:
+        watch(
+            _Runner(["PENDING"]),
+            "kubernetes://torchx/sam3:j",
+            "r",
+            poll_s=0,
+            schedule_timeout_s=2.5,
+            clock=clock,
+        )
+    assert caught.value.handle == "kubernetes://torchx/sam3:j" and caught.value.waited_s == 3
+    assert (
+        watch(_Runner(["PENDING"] * 50 + ["FAILED"]), "h", "r", poll_s=0, clock=clock).state.name == "FAILED"
+    )
