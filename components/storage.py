@@ -19,6 +19,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -282,23 +283,7 @@ class ObjectStore:
     def get_file(self, key: str, path: Path, *, chunk: int = HASH_CHUNK) -> StoredObject:
         """Stream an object into a local file, ``chunk`` bytes at a time, hashing it on the way; the
         object's size and sha256 as read."""
-        validate_key(key)
-
-        def get() -> StoredObject:
-            resp = self.client.get_object(self.bucket, key)
-            try:
-                sha, size = hashlib.sha256(), 0
-                with open(path, "wb") as fh:  # truncated by a retry: every attempt writes the whole object
-                    for block in resp.stream(chunk):
-                        fh.write(block)
-                        sha.update(block)
-                        size += len(block)
-                return StoredObject(key=key, size=size, sha256=sha.hexdigest())
-            finally:
-                resp.close()
-                resp.release_conn()
-
-        return self._call(f"get {self.uri(key)} into {path}", get)
+        return self._read_hashed(key, chunk, Path(path))[0]
 
     def put_json(self, key: str, obj: Any) -> StoredObject:
         if isinstance(obj, BaseModel):
@@ -392,22 +377,32 @@ class ObjectStore:
     def sha256_object(self, key: str, *, chunk: int = HASH_CHUNK) -> tuple[StoredObject, str]:
         """The object's size and sha256, read in ``chunk``-byte pieces (memory does not grow with the
         object), and the ETag of the version that was read."""
+        return self._read_hashed(key, chunk)
+
+    def _read_hashed(self, key: str, chunk: int, path: Path | None = None) -> tuple[StoredObject, str]:
+        """Read an object in ``chunk``-byte pieces, hashing them and, with ``path``, writing them there
+        (truncated by a retry: every attempt writes the whole object); its size and sha256 as read, and
+        the ETag of the version read."""
         validate_key(key)
 
-        def digest() -> tuple[StoredObject, str]:
+        def read() -> tuple[StoredObject, str]:
             resp = self.client.get_object(self.bucket, key)
             try:
                 sha, size = hashlib.sha256(), 0
-                for block in resp.stream(chunk):
-                    sha.update(block)
-                    size += len(block)
+                with open(path, "wb") if path is not None else nullcontext() as fh:
+                    for block in resp.stream(chunk):
+                        if fh is not None:
+                            fh.write(block)
+                        sha.update(block)
+                        size += len(block)
                 etag = str(resp.headers.get("ETag", "")).strip('"')
                 return StoredObject(key=key, size=size, sha256=sha.hexdigest()), etag
             finally:
                 resp.close()
                 resp.release_conn()
 
-        return self._call(f"hash {self.uri(key)}", digest)
+        what = f"get {self.uri(key)} into {path}" if path is not None else f"hash {self.uri(key)}"
+        return self._call(what, read)
 
     def copy(
         self, key: str, source: str, *, etag: str | None = None, sha256: str | None = None
