@@ -178,8 +178,7 @@ def to_layout(
 def _imported(registry: Registry, digest: str) -> dict[Architecture, ModelCard]:
     """Versions imported from a file with this sha256, by architecture."""
     found: dict[Architecture, ModelCard] = {}
-    for version in registry.versions():
-        card = registry.card(version)
+    for card in registry.cards():
         if card.imported is not None and card.imported.source_sha256 == digest:
             found.setdefault(card.imported.architecture, card)
     return found

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -140,6 +141,10 @@ class Registry:
     def versions(self) -> list[int]:
         return sorted(n for n, files in self._listed().items() if CARD in files)
 
+    def cards(self) -> Iterator[ModelCard]:
+        """The card of every complete version, oldest first."""
+        return (self.card(version) for version in self.versions())
+
     def card(self, version: int) -> ModelCard:
         key = f"{self._vkey(version)}/{CARD}"
         if not self.store.exists(key):
@@ -241,11 +246,7 @@ class Registry:
 
     def existing(self, digest: str) -> ModelCard | None:
         """The card of a version whose weights have this sha256, if any."""
-        for version in self.versions():
-            card = self.card(version)
-            if card.weights_sha256 == digest:
-                return card
-        return None
+        return next((card for card in self.cards() if card.weights_sha256 == digest), None)
 
     def register_file(
         self,

@@ -32,8 +32,8 @@ def list_(model: str | None = typer.Option(None, "--model", help="Only this mode
         by_version: dict[int, list[str]] = {}
         for alias, record in sorted(reg.aliases().items()):
             by_version.setdefault(record.version, []).append(alias)
-        for version in reg.versions():
-            card = reg.card(version)
+        for card in reg.cards():
+            version = card.version
             metrics = card.metrics.get(card.stage) or next(iter(card.metrics.values()), {})
             aliases = by_version.get(version, [])
             values = [f"{metrics[m]:.4f}" if m in metrics else "-" for m in METRIC_COLUMNS]
