@@ -251,11 +251,6 @@ def version_of(body: dict[str, Any]) -> str | None:
     return tag if tag and tag.lower() != "unknown" else None
 
 
-def backend_version(client: Any) -> str | None:
-    """The KFP API server's version, from its healthz endpoint (see ``healthz`` and ``version_of``)."""
-    return version_of(healthz(client))
-
-
 MULTI_USER_FIELDS = ("multi_user", "apiServerMultiUser")
 """Where a healthz answer says whether the deployment is multi-user: the API server's own field, and the
 one the Kubeflow UI's proxy reports it under."""

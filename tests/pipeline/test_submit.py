@@ -338,15 +338,15 @@ def kfp_api() -> Iterator[tuple[str, dict[str, Any]]]:
 def test_the_real_client_reads_the_servers_version(kfp_api: tuple[str, dict[str, Any]]) -> None:
     import kfp
 
-    from pipeline.submit import backend_version
+    from pipeline.submit import healthz, version_of
 
     host, answer = kfp_api
     answer.update({"commit_sha": "0123abc", "tag_name": "2.14.3", "multi_user": False})
     client = kfp.Client(host=host, namespace="kubeflow")
     assert client.get_kfp_healthz().multi_user is False  # what the SDK's own model keeps
-    assert backend_version(client) == "2.14.3"
+    assert version_of(healthz(client)) == "2.14.3"
     answer["tag_name"] = "unknown"
-    assert backend_version(client) is None
+    assert version_of(healthz(client)) is None
 
 
 def test_the_documented_minimum_is_the_one_checked(repo_root: Path) -> None:
