@@ -49,7 +49,7 @@ from components.train.placement import RUN_AS_USER, SECRET_ENV, Resources
 from pipeline.config import PipelineConfig, Stage
 
 PIPELINE_NAME = "sam3-training-pipeline"
-PROMOTE = Resources(cpu=1, memory_gb=2)
+STEP_POD = Resources(cpu=1, memory_gb=2)  # a step's pod unless the config sizes it (train, evaluate)
 Target = Literal["local", "kubernetes"]
 UNSET_DATASET = "s3://unset/datasets/pending/0"  # replaced by the upstream step's output at run time
 
@@ -71,7 +71,7 @@ def build_pipeline(cfg: PipelineConfig, target: Target = "kubernetes") -> Any:
     ) -> Any:
         task.set_caching_options(cache)
         if k8s:
-            _on_kubernetes(task, cfg, resources or Resources(cpu=1, memory_gb=2), retry_window_s)
+            _on_kubernetes(task, cfg, resources or STEP_POD, retry_window_s)
         return task
 
     @dsl.pipeline(
@@ -147,7 +147,7 @@ def build_pipeline(cfg: PipelineConfig, target: Target = "kubernetes") -> Any:
                     ),
                     # the default pod at any model size: the registry hashes the weights in chunks and
                     # copies them on the server (3.4 GB for the full model, never in this pod's memory)
-                    PROMOTE,
+                    STEP_POD,
                     cache=False,
                 )
 
