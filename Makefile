@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test test-fast lint format bench clean images
+.PHONY: install run test test-fast lint format bench clean images compile
 
 install: $(STAMP)
 
@@ -30,16 +30,20 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
-	$(BIN)/ruff check pipeline components tests benchmarks
-	$(BIN)/ruff format --check pipeline components tests benchmarks
+	$(BIN)/ruff check pipeline components tests tools benchmarks
+	$(BIN)/ruff format --check pipeline components tests tools benchmarks
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff check --fix pipeline components tests benchmarks
-	$(BIN)/ruff format pipeline components tests benchmarks
+	$(BIN)/ruff check --fix pipeline components tests tools benchmarks
+	$(BIN)/ruff format pipeline components tests tools benchmarks
 
 bench: install
 	$(BIN)/python benchmarks/ingest.py
+
+# The cluster example compiled for upload in the Kubeflow UI (generated, not kept in git).
+compile: install
+	$(BIN)/sam3-pipeline compile --config pipeline/configs/cluster.yaml --out sam3_training_pipeline.yaml
 
 # The container images, tagged with the installed package's version (components.images.image(...)).
 # Another registry: `make images IMAGE_REPOSITORY=registry.example.com/ml`, and the same value as
@@ -54,4 +58,4 @@ images: install
 	docker build -f images/trainer.Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE_REPOSITORY)/trainer:$(VERSION) .
 
 clean:
-	rm -rf .sam3 .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .sam3 sam3_training_pipeline.yaml .pytest_cache .mypy_cache .ruff_cache

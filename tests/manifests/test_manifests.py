@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from components.images import image
-from pipeline.config import PipelineConfig
+from pipeline.config import CONFIGS, PipelineConfig
 from tests.manifests.validate import (
     BIN,
     K8S_VERSION,
@@ -37,6 +37,7 @@ from tests.manifests.validate import (
     render,
     secret_problems,
 )
+from tools import sync_training_config
 
 TARGETS = ["overlays/local", "overlays/production", "gitops"]
 Doc = dict[str, Any]
@@ -588,6 +589,14 @@ def test_the_training_config_in_git_is_a_valid_cluster_config(rendered: dict[str
     assert text == (MANIFESTS / "gitops" / "training-config.yaml").read_text()
     cfg = PipelineConfig.parse(text, "manifests/gitops/training-config.yaml")
     assert cfg.scheduler == "kubernetes"
+
+
+def test_the_training_config_in_git_is_the_cluster_config() -> None:
+    """GitOps submits pipeline/configs/cluster.yaml: its copy in manifests/gitops is generated."""
+    assert sync_training_config.main(["--check"]) == 0, "python -m tools.sync_training_config"
+    gitops = PipelineConfig.load(sync_training_config.TRAINING_CONFIG)
+    assert gitops == PipelineConfig.load(CONFIGS / "cluster.yaml")
+    assert {"tracker", "joint"} <= set(gitops.stages())
 
 
 def test_argo_cd_syncs_the_production_overlay_and_the_trigger(rendered: dict[str, list[Doc]]) -> None:

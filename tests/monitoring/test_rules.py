@@ -8,8 +8,8 @@ import subprocess
 import pytest
 import yaml
 
-from tests.monitoring import sync_rules
 from tests.monitoring.names import RULE_TESTS, RULES, known, metric_names
+from tools import sync_rules
 
 
 def promtool() -> str:
@@ -68,6 +68,6 @@ def test_prometheus_rule_spec_is_the_rules_file() -> None:
     resource = yaml.safe_load(sync_rules.PROMETHEUS_RULE.read_text())
     assert resource["apiVersion"] == "monitoring.coreos.com/v1" and resource["kind"] == "PrometheusRule"
     assert resource["spec"] == yaml.safe_load(RULES.read_text()), (
-        "prometheusrule.yaml is stale: python -m tests.monitoring.sync_rules"
+        "prometheusrule.yaml is stale: python -m tools.sync_rules"
     )
     assert sync_rules.main(["--check"]) == 0

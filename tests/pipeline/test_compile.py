@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,37 +15,83 @@ from components.images import package_version
 from pipeline.config import CONFIGS, PipelineConfig
 from pipeline.submit import compile_pipeline, name_filter, run_name
 
-COMPILED = Path(__file__).resolve().parents[2] / "sam3_training_pipeline.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+# the leak check: secrets in the compiling process's environment must not reach the pipeline
+LEAKS = {"SAM3_S3_ACCESS_KEY": "leak-check-access-8d1f", "SAM3_S3_SECRET_KEY": "leak-check-secret-5e2a"}
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:  # type: ignore[type-arg]
-    mp = pytest.MonkeyPatch()
-    # secrets in the compiling process's environment must not leak into the pipeline
-    mp.setenv("SAM3_S3_ACCESS_KEY", "leak-check-access-8d1f")
-    mp.setenv("SAM3_S3_SECRET_KEY", "leak-check-secret-5e2a")
-    try:
-        path = compile_pipeline(
-            PipelineConfig.load(CONFIGS / "cluster.yaml"), tmp_path_factory.mktemp("c") / "p.yaml"
-        )
-    finally:
-        mp.undo()
-    text = path.read_text()
+def compiled_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cluster example compiled as a user compiles it, by `sam3-pipeline compile` (not kept in git)."""
+    out = tmp_path_factory.mktemp("compiled") / "sam3_training_pipeline.yaml"
+    cmd = [sys.executable, "-m", "pipeline", "compile", "--config", str(CONFIGS / "cluster.yaml")]
+    done = subprocess.run(
+        [*cmd, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, **LEAKS},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == str(out)  # the result line is the file
+    return out
+
+
+@pytest.fixture(scope="module")
+def compiled(compiled_file: Path) -> tuple[str, dict]:  # type: ignore[type-arg]
+    text = compiled_file.read_text()
     spec, platform = yaml.safe_load_all(text)  # the pipeline spec, then its Kubernetes platform spec
     return text, {**spec, "platforms": platform["platforms"]}
 
 
-def test_repository_copy_is_fresh(compiled: tuple[str, dict]) -> None:  # type: ignore[type-arg]
-    assert COMPILED.read_text() == compiled[0], (
-        "sam3_training_pipeline.yaml is stale: run `sam3-pipeline compile --out sam3_training_pipeline.yaml`"
-    )
+def test_compiling_is_reproducible(compiled: tuple[str, dict], tmp_path: Path) -> None:  # type: ignore[type-arg]
+    """The same config compiles to the same bytes, whoever compiles it, with whatever environment."""
+    again = compile_pipeline(PipelineConfig.load(CONFIGS / "cluster.yaml"), tmp_path / "p.yaml")
+    assert again.read_text() == compiled[0]
 
 
-def test_loads_with_kfp() -> None:
+def test_loads_with_kfp(compiled_file: Path) -> None:
     from kfp import components
 
-    pipeline = components.load_component_from_file(str(COMPILED))
+    pipeline = components.load_component_from_file(str(compiled_file))
     assert pipeline.name == "sam3-training-pipeline"
+
+
+def test_every_step_of_the_dag_is_there_in_its_place(compiled: tuple[str, dict]) -> None:  # type: ignore[type-arg]
+    """The exit handler holds the data steps and the first stage; each stage's train, evaluate and gate
+    steps sit in the DAG that the previous stage's gate opens, and promotion in the last one's."""
+    _, spec = compiled
+    stages = PipelineConfig.load(CONFIGS / "cluster.yaml").stages()
+    assert set(spec["root"]["dag"]["tasks"]) == {"exit-handler-1", "report-outcome"}
+    dags = {  # component name -> display names of the tasks its DAG holds
+        name: {task["taskInfo"]["name"]: task for task in component["dag"]["tasks"].values()}
+        for name, component in spec["components"].items()
+        if "dag" in component
+    }
+    holder = "comp-exit-handler-1"
+    data_steps = {"prepare-sources", "ingest", "commit-datasets", "mine-hard-negatives"}
+    assert data_steps <= set(dags[holder])
+    assert set(dags["comp-for-loop-2"]) == {"ingest-partition"}
+    for stage in stages:
+        steps = {f"train {stage}", f"evaluate {stage}", f"gate {stage}", f"{stage}-passed"}
+        assert steps <= set(dags[holder]), (stage, holder, sorted(dags[holder]))
+        holder = dags[holder][f"{stage}-passed"]["componentRef"]["name"]
+    assert set(dags[holder]) == {"promote-model"}
+    executors = {
+        name.removeprefix("exec-").rstrip("-0123456789") for name in spec["deploymentSpec"]["executors"]
+    }
+    assert executors == {
+        "prepare-sources",
+        "ingest-partition",
+        "commit-datasets",
+        "mine-hard-negatives",
+        "train-stage",
+        "evaluate-stage",
+        "gate-stage",
+        "promote-model",
+        "report-outcome",
+    }
 
 
 def test_no_secret_value_anywhere(compiled: tuple[str, dict]) -> None:  # type: ignore[type-arg]

@@ -1,7 +1,7 @@
 """Write manifests/monitoring/prometheusrule.yaml from the plain rules file (its spec is that file).
 
-    python -m tests.monitoring.sync_rules          # rewrite it
-    python -m tests.monitoring.sync_rules --check  # exit 1 when it is stale
+    python -m tools.sync_rules          # rewrite it
+    python -m tools.sync_rules --check  # exit 1 when it is stale
 
 The rules live in one place, ``manifests/monitoring/rules/sam3.rules.yaml``, where
 ``promtool check rules`` and ``promtool test rules`` run on them; the
@@ -13,12 +13,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-MONITORING = Path(__file__).resolve().parents[2] / "manifests" / "monitoring"
+MONITORING = Path(__file__).resolve().parents[1] / "manifests" / "monitoring"
 RULES = MONITORING / "rules" / "sam3.rules.yaml"
 PROMETHEUS_RULE = MONITORING / "prometheusrule.yaml"
 
 HEADER = """\
-# GENERATED from rules/sam3.rules.yaml by `python -m tests.monitoring.sync_rules`: edit that file.
+# GENERATED from rules/sam3.rules.yaml by `python -m tools.sync_rules`: edit that file.
 # The prometheus-operator loads these groups into every Prometheus whose ruleSelector matches
 # the labels below (kube-prometheus-stack selects `release: <its release name>`; patch the
 # label in an overlay if yours differs).
@@ -45,7 +45,7 @@ def main(argv: list[str]) -> int:
     text = render()
     if "--check" in argv:
         if PROMETHEUS_RULE.read_text() != text:
-            print(f"{PROMETHEUS_RULE} is stale: run python -m tests.monitoring.sync_rules", file=sys.stderr)
+            print(f"{PROMETHEUS_RULE} is stale: run python -m tools.sync_rules", file=sys.stderr)
             return 1
         return 0
     PROMETHEUS_RULE.write_text(text)
