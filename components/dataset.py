@@ -19,7 +19,7 @@ from components.schemas import SCHEMA_VERSION, DatasetManifest, MediaRecord, Sha
 from components.storage import ObjectStore, StorageError
 
 if TYPE_CHECKING:
-    from components.negatives.ontology import Ontology
+    from components.ontology import Ontology
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class Dataset:
 
     def ontology(self) -> Ontology | None:
         """The concept ontology this version's hard negatives were mined from, if it carries one."""
-        from components.negatives.ontology import Ontology
+        from components.ontology import Ontology
 
         key = ontology_key(self.manifest.name, self.manifest.version)
         if not self.store.exists(key):

@@ -39,7 +39,8 @@ from pycocotools import mask as mask_utils
 from components.errors import DataError
 from components.model.batch import resize_mask
 from components.model.clips import Masklet, decode_frames, full_mask, mask_at, object_masks
-from components.model.video import Prompt, Sam3VideoModel
+from components.model.tracker_io import Prompt
+from components.model.video import Sam3VideoModel
 from components.schemas import MediaRecord, Query
 from components.synthetic.masks import encode
 

@@ -1,4 +1,4 @@
-"""The pipeline's data steps: sources -> committed train and gold datasets -> hard negatives.
+"""The pipeline's data steps: sources -> committed train and gold datasets (negatives: components.negatives).
 
 The synthetic generator, when configured, writes into the object store under
 ``raw/synthetic/<hash>/`` (``summary.json`` last), so every later step reads its
@@ -22,7 +22,6 @@ from components.errors import ConfigError
 from components.ingest.config import DataConfig, SyntheticData
 from components.ingest.ingest import Ingest, IngestOptions
 from components.ingest.sources import SourceSpec, open_source
-from components.negatives.negatives import mine_negatives
 from components.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -117,25 +116,6 @@ def ingest_partition(
 def commit(cfg: DataConfig, store: ObjectStore) -> dict[str, str]:
     """Commit both datasets; returns {"train": URI, "gold": URI}."""
     return {split: ingest.commit().uri for split, ingest in ingests(cfg, store).items()}
-
-
-def fetch_ontology(cfg: DataConfig, store: ObjectStore, dest: Path) -> Path:
-    if cfg.ontology is None and cfg.synthetic is None:
-        raise ConfigError("data.ontology is needed to mine hard negatives")
-    where = cfg.ontology or store.uri(f"{synthetic_prefix(cfg.synthetic)}/ontology.json")  # type: ignore[arg-type]
-    if not where.startswith("s3://"):
-        return Path(where)
-    dest.write_bytes(store.get_bytes(store.key_of(where)))
-    return dest
-
-
-def hard_negatives(
-    cfg: DataConfig, store: ObjectStore, dataset: str, progress: Progress | None = None
-) -> str:
-    with tempfile.TemporaryDirectory(prefix="sam3-ontology-") as tmp:
-        ontology = fetch_ontology(cfg, store, Path(tmp) / "ontology.json")
-        uri, _, _ = mine_negatives(dataset, cfg.negatives_per_image, ontology, store, progress)
-    return uri
 
 
 def gold_annotations(cfg: DataConfig, store: ObjectStore, dest: Path) -> list[Path]:

@@ -7,4 +7,6 @@
 - ``batch``: ``records_to_batch`` -> ``ModelBatch`` (the official ``BatchedDatapoint`` inside)
 - ``loss``: ``build_criterion(LossWeights)``, ``forward_and_loss(model, batch, criterion)``
 - ``predict``: ``predict_records`` -> SA-Co results entries
+- ``settings``: the loss weights and clip sampling a stage's ``TrainConfig`` carries
+- ``video``, ``clips``, ``tracker_io``: the video model, clip sampling and tracker loss, their types
 """

@@ -52,7 +52,7 @@ def pair_answers(
     """Per image record, (present phrases, absent phrases) as its queries and the ontology tell.
 
     A queried positive is present, a queried negative absent; with an ``ontology``
-    (components.negatives.ontology.Ontology), every ancestor of a present concept is
+    (components.ontology.Ontology), every ancestor of a present concept is
     present too and every descendant of an absent one absent.
     """
     out = []

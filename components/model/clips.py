@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,35 +28,13 @@ import torch
 from pycocotools import mask as mask_utils
 
 from components.errors import DataError
-from components.model.batch import TensorBatch, decode_frame, resize_mask
+from components.model.batch import decode_frame, resize_mask
 from components.model.compat import ensure_compat
-from components.model.video import FrameOutput, Prompt
+from components.model.settings import ClipSampling, TrackerLossWeights
+from components.model.tracker_io import Clip, ClipBatch, FrameOutput, Group, Prompt
 from components.schemas import MediaRecord
-from components.train.config import ClipSampling, TrackerLossWeights
 
 TRACK_TERMS = ("track_focal", "track_dice", "track_iou", "track_object")
-
-
-@dataclass
-class Group:
-    """Objects (rows of the clip's targets) prompted alike on frame ``start``."""
-
-    start: int
-    objects: list[int]
-    prompt: Prompt
-
-
-@dataclass
-class Clip:
-    media_id: str
-    frames: torch.Tensor  # (T, 3, R, R) normalised
-    targets: torch.Tensor  # (K, T, R, R) bool
-    groups: list[Group]
-
-
-@dataclass
-class ClipBatch(TensorBatch):
-    clips: list[Clip]
 
 
 # -- records -> clips ------------------------------------------------------------------

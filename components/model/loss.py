@@ -24,7 +24,7 @@ from components.model.align_batch import AlignBatch
 from components.model.batch import ModelBatch
 from components.model.clips import ClipBatch
 from components.model.compat import ensure_compat
-from components.train.config import AlignLossWeights, LossWeights
+from components.model.settings import AlignLossWeights, LossWeights
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -29,48 +29,11 @@ from torch import nn
 
 from components.model.compat import ensure_compat
 from components.model.config import ModelConfig
+from components.model.tracker_io import ClipBatch, FrameOutput, Prompt
 
 log = logging.getLogger(__name__)
 
 TRACKER = "tracker."
-
-
-@dataclass
-class Prompt:
-    """How a group of objects is prompted on their first frame: binary masks, or clicks.
-
-    ``masks``: (B, 1, R, R) float; ``points``: (B, P, 2) pixel (x, y) at the model
-    resolution and ``labels``: (B, P) int32 (1 positive click, 2/3 box corners).
-    """
-
-    masks: torch.Tensor | None = None
-    points: torch.Tensor | None = None
-    labels: torch.Tensor | None = None
-
-    def point_inputs(self) -> dict[str, torch.Tensor] | None:
-        if self.points is None:
-            return None
-        return {"point_coords": self.points, "point_labels": self.labels}  # type: ignore[dict-item]
-
-    def to(self, device: torch.device) -> Prompt:
-        def move(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(device)
-
-        return Prompt(move(self.masks), move(self.points), move(self.labels))
-
-
-class FrameOutput(NamedTuple):
-    """One frame of a tracked group (B objects): what the loss and the predictions read.
-
-    A named tuple, so that DDP finds the tensors in the model's output (it walks tuples, not dataclasses).
-    """
-
-    frame: int
-    masks: torch.Tensor  # (B, 1, R, R) logits of the chosen mask
-    multimasks: torch.Tensor  # (B, M, R, R) logits of every candidate
-    ious: torch.Tensor  # (B, M) predicted IoU of each candidate
-    object_logits: torch.Tensor  # (B, 1) is the object visible in this frame
-    from_prompt: bool  # the output is the mask prompt itself (nothing predicted)
 
 
 @dataclass
@@ -281,8 +244,6 @@ class Sam3VideoModel(nn.Module):
         self.tracker = tracker
 
     def forward(self, batch: Any) -> Any:
-        from components.model.clips import ClipBatch
-
         if isinstance(batch, ClipBatch):
             return [self.track_clip(clip) for clip in batch.clips]
         return self.detector(batch)

@@ -11,7 +11,7 @@ def mine_hard_negatives(data: str, dataset: str) -> str:
     import logging
 
     from components.ingest.config import DataConfig
-    from components.ingest.datasets import hard_negatives
+    from components.negatives.negatives import hard_negatives
     from components.progress import log_progress, step_logging
     from components.storage import ObjectStore
 

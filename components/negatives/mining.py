@@ -16,7 +16,7 @@ import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 
-from components.negatives.ontology import Ontology
+from components.ontology import Ontology
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -18,9 +19,11 @@ from pathlib import Path
 
 from components.dataset import Dataset, Unit
 from components.errors import ConfigError
+from components.ingest.config import DataConfig
+from components.ingest.datasets import synthetic_prefix
 from components.ingest.shards import encode_shard
 from components.negatives.mining import NegativeMiner
-from components.negatives.ontology import Ontology
+from components.ontology import Ontology
 from components.schemas import (
     SCHEMA_VERSION,
     DatasetManifest,
@@ -136,3 +139,25 @@ def mine_negatives(
     store.put_json(mkey, manifest)
     metrics.push("sam3-negatives", {"dataset": name})
     return uri, manifest, True
+
+
+# -- the pipeline's step ----------------------------------------------------------------
+def fetch_ontology(cfg: DataConfig, store: ObjectStore, dest: Path) -> Path:
+    """The ontology the data config names (or the synthetic data's), as a local file."""
+    if cfg.ontology is None and cfg.synthetic is None:
+        raise ConfigError("data.ontology is needed to mine hard negatives")
+    where = cfg.ontology or store.uri(f"{synthetic_prefix(cfg.synthetic)}/ontology.json")  # type: ignore[arg-type]
+    if not where.startswith("s3://"):
+        return Path(where)
+    dest.write_bytes(store.get_bytes(store.key_of(where)))
+    return dest
+
+
+def hard_negatives(
+    cfg: DataConfig, store: ObjectStore, dataset: str, progress: Callable[[str, int, int], None] | None = None
+) -> str:
+    """The pipeline's negatives step: mine ``dataset`` with the configured ontology; the new version's URI."""
+    with tempfile.TemporaryDirectory(prefix="sam3-ontology-") as tmp:
+        ontology = fetch_ontology(cfg, store, Path(tmp) / "ontology.json")
+        uri, _, _ = mine_negatives(dataset, cfg.negatives_per_image, ontology, store, progress)
+    return uri

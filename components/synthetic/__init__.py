@@ -2,7 +2,7 @@
 
 ``generate(out)`` writes::
 
-    out/ontology.json                 the concept graph (components.negatives.ontology.Ontology)
+    out/ontology.json                 the concept graph (components.ontology.Ontology)
     out/train/, out/gold/             SA-Co image format: annotations.json + images/NNNNNN.jpg
     out/video_train/, out/video_gold/ SA-Co video format: annotations.json + images/VVVVV/FFFFF.jpg
     out/summary.json                  SynthSummary, written last

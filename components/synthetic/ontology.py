@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 
-from components.negatives.ontology import Concept, Ontology
+from components.ontology import Concept, Ontology
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond")
 COLOURS: tuple[str, ...] = ("red", "green", "blue", "yellow", "purple", "orange")

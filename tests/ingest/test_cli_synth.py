@@ -146,7 +146,7 @@ def test_partitioned_cli_then_negatives(synth: Path, s3_env: dict[str, str], sto
     ds = Dataset.open(mined, store)
     assert ds.manifest.parents == [uri]
     gold = json.loads((synth / "gold" / "annotations.json").read_text())
-    from components.negatives.ontology import Ontology
+    from components.ontology import Ontology
 
     onto = Ontology.load(synth / "ontology.json")
     for record in ds.records():

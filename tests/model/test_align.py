@@ -173,7 +173,7 @@ def test_the_alignment_model_carries_the_detectors_backbone_keys() -> None:
 
 def test_the_stage_trains_the_instance_term_only_when_its_weight_is_set(images: list[MediaRecord]) -> None:
     from components.model.loss import Criteria, forward_and_loss
-    from components.train.config import AlignLossWeights
+    from components.model.settings import AlignLossWeights
 
     torch.manual_seed(0)
     model = build_alignment_model("tiny112")

@@ -141,7 +141,7 @@ def test_a_preset_without_checkpointing_recomputes_nothing_and_gets_the_same_gra
     import torch.utils.checkpoint as checkpoint
 
     from components.model.loss import build_criterion, forward_and_loss
-    from components.train.config import LossWeights
+    from components.model.settings import LossWeights
 
     calls = []
     original = checkpoint.checkpoint

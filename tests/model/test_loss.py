@@ -12,8 +12,8 @@ import torch
 from components.model.batch import ModelBatch, records_to_batch
 from components.model.builder import build_model
 from components.model.loss import MAIN_TERMS, build_criterion, forward_and_loss
+from components.model.settings import LossWeights
 from components.schemas import MediaRecord
-from components.train.config import LossWeights
 from tests.model.conftest import TINY_RESOLUTION
 
 

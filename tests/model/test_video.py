@@ -15,8 +15,8 @@ from components.model.checkpoint import load_weights
 from components.model.clips import TRACK_TERMS, TrackerCriterion, object_masks, records_to_clips, sample_clip
 from components.model.config import ModelConfig
 from components.model.loss import Criteria, forward_and_loss
+from components.model.settings import ClipSampling, TrackerLossWeights
 from components.model.video import build_tracker, build_video_model, load_video_weights
-from components.train.config import ClipSampling, TrackerLossWeights
 from tests.model.records import synthetic_video_record
 
 RES = 112

@@ -12,7 +12,7 @@ from components.ingest.ingest import Ingest
 from components.ingest.sources import SourceSpec
 from components.negatives.mining import NegativeMiner
 from components.negatives.negatives import mine_negatives
-from components.negatives.ontology import Concept, Ontology
+from components.ontology import Concept, Ontology
 from components.storage import ObjectStore
 from tests.ingest.factory import write_saco
 

@@ -13,7 +13,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from components.errors import ConfigError
-from components.negatives.ontology import Ontology
+from components.ontology import Ontology
 from components.synthetic import SynthSummary, generate
 from components.synthetic.images import image_item
 from components.synthetic.ontology import matches
