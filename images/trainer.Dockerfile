@@ -36,7 +36,9 @@ RUN useradd --uid 10001 --user-group --create-home --home-dir /home/sam3 --shell
 WORKDIR /app
 
 # Every package is installed at its exact version in requirements.lock (-c), torchx-nightly included (one
-# dated nightly build, the same as pyproject.toml's pin, never the newest nightly).
+# dated nightly build, the same as pyproject.toml's pin, never the newest nightly). Only the runtime
+# dependencies: the extras (`local`: the embedded object store, `dev`: test tools, kubectl, validators)
+# are for a laptop and CI, not for the steps and ranks that run here.
 # Layers from the slowest-changing to the fastest: the locked third-party dependencies (torch and its
 # CUDA wheels), then the project's own code.
 COPY pyproject.toml requirements.lock ./
