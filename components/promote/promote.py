@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict
 
 from components.gate.policy import stage_metrics as gated_metrics
 from components.images import package_version
-from components.promote.registry import Registry
+from components.promote.base import read_base
+from components.promote.registry import Registry, StartedFrom
 from components.schemas import evaluation_metrics_key
 from components.storage import ObjectStore
 
@@ -59,6 +60,7 @@ def promote(
     execution: str = "",
 ) -> Promotion:
     registry = Registry(store, model)
+    base = read_base(store, run_id, execution)
     card, created = registry.register(
         checkpoint,
         run_id=run_id,
@@ -68,6 +70,9 @@ def promote(
         config=config,
         code_version=package_version(),
         execution=execution,
+        base=StartedFrom.model_validate(base.model_dump(include=set(StartedFrom.model_fields)))
+        if base
+        else None,
     )
     before = registry.alias(alias)
     record = registry.set_alias(alias, card.version, updated_by=f"pipeline run {execution or run_id}")
