@@ -167,8 +167,12 @@ def resolve_and_record(
 ) -> ResolvedBase:
     """``resolve``, logged and recorded as this execution's ``base.json``."""
     found = resolve(store, base, size)
-    version = f" = version {found.version} ({found.size}, its {found.stage} stage)" if found.version else ""
-    log.info("base %s%s: the first stage starts from %s", base.reference, version, found.weights)
+    card = (
+        f" ({found.model} version {found.version}: {found.size}, its {found.stage} stage)"
+        if found.version
+        else ""
+    )
+    log.info("base %s%s: the first stage starts from %s", base.reference, card, found.weights)
     store.put_json(base_key(run_id, execution), found)
     return found
 
