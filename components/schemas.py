@@ -246,6 +246,15 @@ def stage_result_key(run_id: str, stage: str) -> str:
     return f"{stage_prefix(run_id, stage)}/result.json"
 
 
+def executions_prefix(run_id: str) -> str:
+    return f"runs/{run_id}/executions/"
+
+
+def execution_prefix(run_id: str, execution: str) -> str:
+    """Records of one pipeline execution (gate decisions, promotion, outcome) over a run's stages."""
+    return f"{executions_prefix(run_id)}{execution or 'manual'}"
+
+
 def evaluation_prefix(run_id: str, stage: str) -> str:
     return f"{stage_prefix(run_id, stage)}/eval"
 

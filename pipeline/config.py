@@ -7,8 +7,8 @@ parameter). A bad value fails here, before anything runs, naming the field.
 Two hashes identify what a config does:
 
 - ``run_id``: what is *trained* (data, negatives, stage recipes, evaluation
-  set). Checkpoints live under ``runs/<run_id>/``, so running a config again,
-  or a retried pipeline, resumes or reuses the same stages instead of training
+  set, and the base as the config names it). Checkpoints live under ``runs/<run_id>/``, so running a
+  config again, or a retried pipeline, resumes or reuses the same stages instead of training
   them twice; changing a gate threshold or the registry alias re-gates the same
   models.
 - ``content_hash``: the whole file; ``submit`` names its run after it, so a
@@ -30,6 +30,7 @@ from components.gate.policy import Gate
 from components.images import Images
 from components.ingest.config import DataConfig
 from components.model.config import ModelConfig
+from components.promote.base import Base
 from components.train.config import ALIGN_STAGE, Size, TrainConfig
 from components.train.placement import SCHEDULE_TIMEOUT_S, Cluster, Resources, SecretName
 
@@ -146,6 +147,12 @@ class PipelineConfig(_Model):
     run_id: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     scheduler: Literal["local_cwd", "kubernetes"] = "local_cwd"
     data: DataConfig
+    base: Base | None = Field(
+        default=None,
+        description="the model the first stage starts from (a fine-tune): a registry version (MODEL@ALIAS, "
+        "MODEL@VERSION) or an s3:// checkpoint; evaluated on the gold set beside every stage. Without it, "
+        "the first stage starts from scratch",
+    )
     pretrain: Stage | None = Field(
         default=None,
         description="stage 0: vision-text alignment of the detector's backbone, its init (optional)",
@@ -165,6 +172,11 @@ class PipelineConfig(_Model):
         placeholder = "s3://bucket/datasets/check/0"
         if self.pretrain is not None:
             _check_pretrain(self.pretrain, self.detector)
+            if self.base is not None:
+                raise ValueError(
+                    "pretrain: stage 0 aligns a backbone trained from scratch, and the base already holds "
+                    f"a trained one ({self.base.reference}): drop pretrain, the detector starts from the base"
+                )
         if self.joint is not None and self.tracker is None:
             raise ValueError("joint: the joint stage starts from the tracker stage; configure tracker too")
         if self.tracker is not None and not self.data.has_videos():
@@ -174,6 +186,8 @@ class PipelineConfig(_Model):
             )
         for name in self.stages():
             stage: Stage = getattr(self, name)
+            if stage.gate.max_base_regression is not None and self.base is None:
+                raise ValueError(f"{name}.gate.max_base_regression: the config has no base to compare with")
             if name != ALIGN_STAGE and stage.gate.recognition_AUC is not None:
                 raise ValueError(
                     f"{name}.gate.recognition_AUC: only the pretrain stage is scored for recognition"
@@ -193,7 +207,7 @@ class PipelineConfig(_Model):
     def effective_run_id(self) -> str:
         if self.run_id:
             return self.run_id
-        trained = {
+        trained: dict[str, Any] = {
             "data": self.data.model_dump(mode="json"),
             "evaluation": self.evaluation.model_dump(mode="json"),
             "stages": {
@@ -202,6 +216,8 @@ class PipelineConfig(_Model):
                 for name in self.stages()
             },
         }
+        if self.base is not None:  # only then: the run ids of configs without a base stay as they were
+            trained["base"] = self.base.reference
         return f"{self.name}-{_digest(trained)[:12]}"
 
     # -- per stage -----------------------------------------------------------------

@@ -2,6 +2,8 @@
 
     prepare sources -> ingest (ParallelFor over partitions) -> commit
       -> hard negatives
+      -> [if the config has a base] resolve base -> evaluate base (the same gold set and evaluate step);
+         the first stage starts from it, every gate and report sees its scores
       -> [if configured] pretrain (scores the gold set as it trains) -> evaluate -> gate
       -> [if passed] detector (from the pretrain checkpoint's backbone) -> evaluate -> gate
       -> [if passed] presence -> evaluate -> gate
@@ -40,7 +42,8 @@ from components.identity import (
 from components.images import COMPONENT_IMAGE, TRAINER_IMAGE, Kind
 from components.ingest.component import commit_datasets, ingest_partition, prepare_sources
 from components.negatives.component import mine_hard_negatives
-from components.promote.component import promote_model
+from components.promote.base import BASE_STAGE
+from components.promote.component import promote_model, resolve_base
 from components.report.component import report_outcome
 from components.telemetry import PUSHGATEWAY_ENV
 from components.train.component import train_stage
@@ -88,7 +91,31 @@ def build_pipeline(cfg: PipelineConfig, target: Target = "kubernetes") -> Any:
                 ingested = place(ingest_partition(data=data, partition=part), Resources(cpu=2, memory_gb=4))
             datasets = place(commit_datasets(data=data).after(ingested))
             mined = place(mine_hard_negatives(data=data, dataset=datasets.outputs["train"]))
-            init: Any = ""
+            init: Any = ""  # the first stage's start: scratch, or the base
+            base_metrics: Any = ""
+            if cfg.base is not None:
+                size = cfg.stage(stages[0]).size
+                resolved = place(
+                    resolve_base(
+                        run_id=run_id, execution=execution, base=cfg.base.model_dump_json(), size=size
+                    ),
+                    cache=False,  # an alias may have moved since the last run
+                )
+                base_eval = place(
+                    evaluate_stage(
+                        stage=BASE_STAGE,
+                        run_id=run_id,
+                        checkpoint=resolved.output,
+                        gold=datasets.outputs["gold"],
+                        data=data,
+                        max_images=cfg.evaluation.max_images or 0,
+                        examples=cfg.evaluation.report_examples,
+                        size=size,
+                        base_metrics="",
+                    ).set_display_name("evaluate base"),
+                    cfg.kubernetes.evaluate,
+                )
+                init, base_metrics = resolved.output, base_eval.outputs["Output"]
             with contextlib.ExitStack() as gates:
                 for name in stages:
                     stage = cfg.stage(name)
@@ -117,6 +144,8 @@ def build_pipeline(cfg: PipelineConfig, target: Target = "kubernetes") -> Any:
                             data=data,
                             max_images=cfg.evaluation.max_images or 0,
                             examples=cfg.evaluation.report_examples,
+                            size="",
+                            base_metrics=base_metrics,
                         ).set_display_name(f"evaluate {name}"),
                         cfg.kubernetes.evaluate,
                     )
@@ -128,6 +157,7 @@ def build_pipeline(cfg: PipelineConfig, target: Target = "kubernetes") -> Any:
                             metrics_uri=evaluated.outputs["Output"],
                             gate=stage.gate.model_dump_json(),
                             model=cfg.registry.model,
+                            base_metrics=base_metrics,
                         ).set_display_name(f"gate {name}"),
                         cache=False,
                     )

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TextIO
 
 from components.errors import LaunchError
-from components.promote.promote import executions_prefix
 from components.report.outcome import Outcome
+from components.schemas import executions_prefix
 from components.storage import ObjectStore
 from pipeline.config import PipelineConfig
 from pipeline.dag import build_pipeline

@@ -14,12 +14,18 @@ def evaluate_stage(
     data: str,
     max_images: int,
     examples: int,
+    size: str,
+    base_metrics: str,
     metrics: dsl.Output[dsl.Metrics],
     report: dsl.Output[dsl.HTML],
 ) -> str:
     """cgF1, IL_MCC, pmF1 (...) of the checkpoint's predictions (video stages: also on the gold videos;
     the pretrain stage: recognition AUC of its presence logits, overall and by phrase length);
-    returns the metrics.json URI."""
+    returns the metrics.json URI.
+
+    ``stage`` "base": the model the run starts from (components.promote.base), at ``size`` (the first
+    stage's; "": the size in the checkpoint's config.json). ``base_metrics``: the base's metrics.json,
+    shown beside this stage's in the report ("" without a base)."""
     import logging
     import tempfile
     from pathlib import Path
@@ -40,6 +46,7 @@ def evaluate_stage(
     step_logging()
     store = ObjectStore.from_env()
     history = read_history(store, run_id, stage)
+    base = store.get_json(store.key_of(base_metrics)).get("result") if base_metrics else None
     if stage == ALIGN_STAGE:  # stage 0 makes no detections to score
         evaluation = evaluate_alignment_checkpoint(
             checkpoint,
@@ -77,6 +84,8 @@ def evaluate_stage(
                 references=references,
                 video=videos if stage in VIDEO_STAGES else None,
                 history=history,
+                size=size or None,
+                base=base,
             )
     for name, value in {**evaluation.headline(), **evaluation.diagnostics}.items():
         metrics.log_metric(f"{stage}/{name}", value)

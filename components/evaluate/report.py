@@ -43,9 +43,16 @@ def render_report(
     references: dict[str, dict[str, float]] | None = None,
     *,
     history: dict[str, Any] | None = None,
+    base: dict[str, Any] | None = None,
 ) -> str:
+    """``base``: the ``result`` of the model the run started from, on the same gold set: a column beside."""
     doc = result.to_json_dict()
-    rows = "".join(f"<tr><td>{name}</td><td>{float(doc[name]):.4f}</td></tr>" for name in ROWS)  # type: ignore[arg-type]
+    rows = "".join(
+        f"<tr><td>{name}</td><td>{float(doc[name]):.4f}</td>"  # type: ignore[arg-type]
+        + (f"<td>{float(base[name]):.4f}</td>" if base is not None and name in base else "")
+        + "</tr>"
+        for name in ROWS
+    )
     c = result.counts
     summary = (
         f"{c.pairs} image-noun-phrase pairs ({c.IL_TP + c.IL_FN} positive, {c.IL_FP + c.IL_TN} negative); "
@@ -63,9 +70,10 @@ def render_report(
         f"{GT_COLOUR[0]} outline: ground truth, {PRED_COLOUR[0]} dashed outline: predictions "
         f"at score &ge; {threshold}"
     )
+    base_head = "<th>base (the model the run started from)</th>" if base is not None else ""
     return _page(
         f"Evaluation of {html.escape(checkpoint)}",
-        f"<p>{summary}</p>{warnings}<table><tr><th>metric</th><th>value</th></tr>{rows}</table>{gap}"
+        f"<p>{summary}</p>{warnings}<table><tr><th>metric</th><th>value</th>{base_head}</tr>{rows}</table>{gap}"
         f"{learning_curves(history)}<h3>Examples ({legend})</h3>{figures}",
     )
 

@@ -162,12 +162,15 @@ def evaluate_checkpoint(
     references: Mapping[str, list[dict[str, Any]]] | None = None,
     video: Callable[[], dict[str, Any]] | None = None,
     history: dict[str, Any] | None = None,
+    size: str | None = None,
+    base: dict[str, Any] | None = None,
 ) -> StageEvaluation:
     """Predict, score and report; ``references``: name -> predictions (SA-Co results) scored beside.
 
     ``video``: a video stage's video evaluation (``evaluate_video_checkpoint``), stored beside the
     image metrics in the same metrics.json. ``history``: the stage's training history
-    (components.train.history), drawn in the report.
+    (components.train.history), drawn in the report. ``size``: the model size (default: the checkpoint's
+    config.json). ``base``: the ``result`` of the run's base on the same gold set, in the report beside.
     """
     from components.evaluate.report import render_report
 
@@ -182,10 +185,10 @@ def evaluate_checkpoint(
             predictions = json.loads(store.get_bytes(f"{out_prefix}/predictions.json"))
             found, scored = saved["diagnostics"], saved.get("references", {})
             html = render_report(
-                result, found, records, predictions, checkpoint, examples, scored, history=history
+                result, found, records, predictions, checkpoint, examples, scored, history=history, base=base
             )
             return StageEvaluation(result, store.uri(metrics_key), html, found, scored, saved.get("video"))
-    model, resolution = load_checkpoint_model(checkpoint, store)
+    model, resolution = load_checkpoint_model(checkpoint, store, size)
     predictions = predict_dataset(model, resolution, records, progress=progress)
     with tempfile.TemporaryDirectory(prefix="sam3-eval-") as tmp:
         pred_path = Path(tmp) / "predictions.json"
@@ -201,7 +204,9 @@ def evaluate_checkpoint(
         scored = score_references(gt_paths, references or {}, Path(tmp))
     del model
     videos = video() if video is not None else None
-    html = render_report(result, found, records, predictions, checkpoint, examples, scored, history=history)
+    html = render_report(
+        result, found, records, predictions, checkpoint, examples, scored, history=history, base=base
+    )
     store.put_bytes(f"{out_prefix}/predictions.json", json.dumps(predictions).encode(), "application/json")
     store.put_bytes(f"{out_prefix}/report.html", html.encode(), "text/html")
     doc = {

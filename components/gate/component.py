@@ -18,9 +18,11 @@ def gate_stage(
     metrics_uri: str,
     gate: str,
     model: str,
+    base_metrics: str,
     decision: dsl.Output[dsl.Markdown],
 ) -> bool:
-    """Thresholds on cgF1 / IL_MCC / pmF1 (pretrain: recognition AUC) and no regression against production;
+    """Thresholds on cgF1 / IL_MCC / pmF1 (pretrain: recognition AUC), no regression against production
+    nor against the run's base (``base_metrics``: its evaluation's metrics.json, "" without a base);
     True to go on."""
     from pathlib import Path
 
@@ -39,6 +41,7 @@ def gate_stage(
         model=model,
         run_id=run_id,
         record_key=gate_key(run_id, execution, stage),
+        base_metrics_uri=base_metrics or None,
     )
     verdict = "passed" if result.passed else "FAILED"
     lines = [f"## {stage} gate {verdict}", ""] + [f"- {reason}" for reason in result.reasons]

@@ -64,6 +64,13 @@ class Gate(BaseModel):
         description="video stages: the most alike the prompted tracker's masks of two different objects may "
         "be (1: one mask for every object, a tracker that does not follow its prompt)",
     )
+    max_base_regression: float | None = Field(
+        default=None,
+        ge=0,
+        description="cgF1 points this stage may lose against the run's base (the config's `base`), scored "
+        "on the same gold set by the same evaluate step: a fine-tune worse than the model it started from "
+        "fails",
+    )
     baseline_stage: str | None = Field(
         default=None, description="an earlier stage of the same run whose image cgF1 this stage must keep"
     )
@@ -101,6 +108,7 @@ DETECTION_RULES = (
     *VIDEO_THRESHOLDED,
     "max_cross_object_IoU",
     "max_regression",
+    "max_base_regression",
     "baseline_stage",
 )
 """Every rule on detections (max_stage_regression only qualifies baseline_stage)."""
@@ -113,10 +121,12 @@ def decide(
     production: dict[str, float] | None = None,
     production_version: int | None = None,
     baseline: dict[str, float] | None = None,
+    base: dict[str, float] | None = None,
 ) -> GateDecision:
     """Check every rule (not just the first failing one) and say why, in both outcomes.
 
-    ``baseline``: the metrics of ``gate.baseline_stage`` of the same run (when the gate names one).
+    ``baseline``: the metrics of ``gate.baseline_stage`` of the same run (when the gate names one);
+    ``base``: the gold metrics of the model the run started from (when the config has a base).
     The pretrain stage is checked by ``_decide_alignment`` (module docstring).
     """
     if stage == ALIGN_STAGE:
@@ -136,6 +146,14 @@ def decide(
             reasons.append("no production model to compare with")  # a first model passes
         else:
             ok, reason = _kept(metrics, production, gate.max_regression, f"production v{production_version}")
+            passed &= ok
+            reasons.append(reason)
+    if gate.max_base_regression is not None:
+        if base is None or "cgF1" not in base:
+            passed = False  # the config refuses the rule without a base; here it cannot pass unchecked
+            reasons.append("no evaluation of the base to compare with")
+        else:
+            ok, reason = _kept(metrics, base, gate.max_base_regression, "base")
             passed &= ok
             reasons.append(reason)
     if gate.baseline_stage is not None:
@@ -222,8 +240,10 @@ def gate_stage(
     model: str,
     run_id: str,
     record_key: str,
+    base_metrics_uri: str | None = None,
 ) -> GateDecision:
-    """Decide on a stage's evaluation against its thresholds and the production model; record it."""
+    """Decide on a stage's evaluation against its thresholds, the production model and the run's base (its
+    evaluation's metrics.json, when the run has one); record it."""
     from components.promote.registry import Registry
     from components.schemas import evaluation_metrics_key
 
@@ -239,7 +259,8 @@ def gate_stage(
         key := evaluation_metrics_key(run_id, gate.baseline_stage)
     ):
         earlier = stage_metrics(store.get_json(key))
-    decision = decide(stage, gate, metrics, previous, version, earlier)
+    base = stage_metrics(store.get_json(store.key_of(base_metrics_uri))) if base_metrics_uri else None
+    decision = decide(stage, gate, metrics, previous, version, earlier, base)
     store.put_json(record_key, decision)
     log.info("%s gate %s: %s", stage, "passed" if decision.passed else "FAILED", "; ".join(decision.reasons))
     push_gate_decision(model, stage, run_id, decision.passed, decision.metrics)  # when a gateway is set

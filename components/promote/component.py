@@ -1,4 +1,5 @@
-"""KFP component: register the gated checkpoint as a new model version and move the alias."""
+"""KFP components: register the gated checkpoint as a new model version and move the alias; resolve the
+run's base (the model a fine-tune starts from)."""
 
 from kfp import dsl
 
@@ -37,3 +38,18 @@ def promote_model(
         execution=execution,
     )
     return promotion.uri
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def resolve_base(run_id: str, execution: str, base: str, size: str) -> str:
+    """The weights URI the config's ``base`` names now (an alias is read here, once per execution), checked
+    against the first stage's ``size`` and recorded in the execution's base.json."""
+    from components.progress import step_logging
+    from components.promote.base import Base, resolve_and_record
+    from components.storage import ObjectStore
+
+    step_logging()
+    found = resolve_and_record(
+        ObjectStore.from_env(), Base.model_validate_json(base), size, run_id, execution
+    )
+    return found.weights

@@ -9,20 +9,12 @@ from pydantic import BaseModel, ConfigDict
 
 from components.gate.policy import stage_metrics as gated_metrics
 from components.images import package_version
-from components.promote.registry import Registry
-from components.schemas import evaluation_metrics_key
+from components.promote.base import read_base
+from components.promote.registry import Registry, StartedFrom
+from components.schemas import evaluation_metrics_key, execution_prefix
 from components.storage import ObjectStore
 
 log = logging.getLogger(__name__)
-
-
-def executions_prefix(run_id: str) -> str:
-    return f"runs/{run_id}/executions/"
-
-
-def execution_prefix(run_id: str, execution: str) -> str:
-    """Records of one pipeline execution (gate decisions, promotion, outcome) over a run's stages."""
-    return f"{executions_prefix(run_id)}{execution or 'manual'}"
 
 
 class Promotion(BaseModel):
@@ -59,6 +51,7 @@ def promote(
     execution: str = "",
 ) -> Promotion:
     registry = Registry(store, model)
+    base = read_base(store, run_id, execution)
     card, created = registry.register(
         checkpoint,
         run_id=run_id,
@@ -68,6 +61,9 @@ def promote(
         config=config,
         code_version=package_version(),
         execution=execution,
+        base=StartedFrom.model_validate(base.model_dump(include=set(StartedFrom.model_fields)))
+        if base
+        else None,
     )
     before = registry.alias(alias)
     record = registry.set_alias(alias, card.version, updated_by=f"pipeline run {execution or run_id}")

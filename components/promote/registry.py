@@ -48,6 +48,18 @@ class ImportedFrom(BaseModel):
     licence: str  # the terms the weights come under
 
 
+class StartedFrom(BaseModel):
+    """The base a fine-tuned version started from (components.promote.base), and its gold scores."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reference: str  # as the config named it: MODEL@ALIAS, MODEL@VERSION or an s3:// checkpoint
+    weights: str  # the weights the run loaded
+    model: str | None = None
+    version: int | None = None
+    metrics: dict[str, float] = {}  # the base's gold headline, by the same evaluate step as the stages'
+
+
 class ModelCard(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -66,6 +78,7 @@ class ModelCard(BaseModel):
     code_version: str
     execution: str = ""  # the pipeline run that promoted it
     imported: ImportedFrom | None = None  # weights from outside the pipeline (`models import`)
+    base: StartedFrom | None = None  # the model a fine-tune started from (the config's `base`)
 
 
 class AliasRecord(BaseModel):
@@ -177,6 +190,9 @@ class Registry:
             raise ConfigError(f"model {self.model!r} has no alias {ref!r} (and it is not a version number)")
         return self.card(record.version)
 
+    def weights_uri(self, version: int) -> str:
+        return self.store.uri(f"{self._vkey(version)}/{WEIGHTS}")
+
     def _weights_key(self, checkpoint: str) -> tuple[str, str]:
         """(step folder key, weights key) of a step folder, weights file or ``.../checkpoints`` URI."""
         key = self.store.key_of(checkpoint).rstrip("/")
@@ -201,6 +217,7 @@ class Registry:
         code_version: str,
         execution: str = "",
         size: str | None = None,
+        base: StartedFrom | None = None,
     ) -> tuple[ModelCard, bool]:
         """Copy a checkpoint into a new version; (the existing card, False) when its weights are there."""
         folder, weights_key = self._weights_key(checkpoint)
@@ -215,16 +232,16 @@ class Registry:
         if card_size not in get_args(Size):
             raise ConfigError(f"{checkpoint}: model size {card_size!r} is not one of {get_args(Size)}")
         version = self._claim()
-        base = self._vkey(version)
+        target = self._vkey(version)
         # the version that was hashed, or ConditionFailed; the card's hash is the copy's
-        copied = self.store.copy(f"{base}/{WEIGHTS}", weights_key, etag=etag or None, sha256=digest)
+        copied = self.store.copy(f"{target}/{WEIGHTS}", weights_key, etag=etag or None, sha256=digest)
         if copied.size != weights.size:
             raise StorageError(
                 f"copying {self.store.uri(weights_key)} into version {version} gave {copied.size} bytes "
                 f"of {weights.size}"
             )
         if train_config is not None:
-            self.store.put_json(f"{base}/{CONFIG}", train_config)
+            self.store.put_json(f"{target}/{CONFIG}", train_config)
         card = ModelCard(
             model=self.model,
             version=version,
@@ -239,8 +256,9 @@ class Registry:
             config=_scrub(config),
             code_version=code_version,
             execution=execution,
+            base=base,
         )
-        self.store.put_json(f"{base}/{CARD}", card)  # the commit: the version becomes visible
+        self.store.put_json(f"{target}/{CARD}", card)  # the commit: the version becomes visible
         log.info("registered %s version %d from %s", self.model, version, card.checkpoint)
         return card, True
 

@@ -14,8 +14,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from components.gate.policy import GateDecision, stage_metrics
-from components.promote.promote import Promotion, execution_prefix
-from components.schemas import evaluation_metrics_key, stage_result_key
+from components.promote.base import ResolvedBase, read_base
+from components.promote.promote import Promotion
+from components.schemas import evaluation_metrics_key, execution_prefix, stage_result_key
 from components.storage import ObjectStore
 from components.train.job import StageResult
 
@@ -47,24 +48,28 @@ class Outcome(BaseModel):
     state: str  # the pipeline's own final state (SUCCEEDED, FAILED, ...)
     error: str = ""
     stages: list[StageSummary]
+    base: ResolvedBase | None = None  # the model the run started from, with its gold scores
     stopped_by: str | None = None  # the stage whose gate failed
     promotion: Promotion | None = None
     finished_at: float = Field(default_factory=time.time)
 
     def brief(self) -> str:
         """One line for logs: each stage's headline metrics and gate, then the promotion or the error."""
+        keys = (
+            "recognition_AUC",
+            "cgF1",
+            "IL_MCC",
+            "pmF1",
+            "video_cgF1",
+            "tracking_cgF1",
+            "masklet_IoU",
+            "cross_object_IoU",
+        )
         parts = []
+        if self.base is not None:
+            scores = " ".join(f"{k} {self.base.metrics[k]:.3g}" for k in keys if k in self.base.metrics)
+            parts.append(f"base {self.base.reference} {scores or 'not evaluated'}")
         for s in self.stages:
-            keys = (
-                "recognition_AUC",
-                "cgF1",
-                "IL_MCC",
-                "pmF1",
-                "video_cgF1",
-                "tracking_cgF1",
-                "masklet_IoU",
-                "cross_object_IoU",
-            )
             scores = " ".join(f"{k} {s.metrics[k]:.3g}" for k in keys if k in s.metrics)
             parts.append(f"{s.stage} {scores or 'not evaluated'}, gate {s.gate}")
         if self.promotion is not None:
@@ -106,6 +111,7 @@ def collect(
         state=state,
         error=error,
         stages=summaries,
+        base=read_base(store, run_id, execution),
         stopped_by=stopped,
         promotion=promotion,
     )

@@ -10,6 +10,10 @@ from components.model.config import PresetName as Size
 from components.model.settings import AlignLossWeights, ClipSampling, LossWeights, TrackerLossWeights
 from components.schemas import stage_prefix
 
+Part = Literal["vision", "text", "geometry", "encoder", "decoder"]
+"""Parts of the detector a stage can freeze (``optim.frozen``; components.train.optim.PARTS names their
+parameters): the vision trunk and neck, the text encoder, the geometry (box and point prompt) encoder,
+the image-text fusion encoder, and the decoder with its heads."""
 Stage = Literal["pretrain", "detector", "presence", "tracker", "joint"]
 VIDEO_STAGES = ("tracker", "joint")
 """Stages that train the video model (detector + tracker); the others train the image model."""
@@ -28,10 +32,12 @@ class OptimConfig(BaseModel):
         gt=0,
         description="tracker stage: the detector's LR (shared encoder included); unset = detector frozen",
     )
-    frozen: tuple[Literal["vision", "text"], ...] = Field(
+    frozen: tuple[Part, ...] = Field(
         default=(),
-        description="encoders that do not train in this stage (no gradient, so no backward through them): "
-        "the detector stage keeps the alignment stage 0 taught its backbone",
+        description="parts that do not train in this stage, on top of what the stage itself leaves out (no "
+        "gradient, no optimizer state, no backward through a frozen encoder): vision, text, geometry, "
+        "encoder, decoder. The embedded detector keeps what stage 0 taught the backbone; a fine-tune "
+        "trains a part of a large model",
     )
     weight_decay: float = Field(default=0.1, ge=0)
     warmup_steps: int = Field(default=20, ge=0)

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict
 from components.errors import LaunchError
 from components.schemas import stage_result_key
 from components.storage import ObjectStore
-from components.train.checkpoint import CheckpointStore
+from components.train.checkpoint import CheckpointStore, checkpoint_config
 from components.train.config import TrainConfig
 from components.train.launcher import (
     NotScheduled,
@@ -101,6 +101,8 @@ def run_stage(
     record_key = f"{cfg.prefix}/job.json"
     result_key = stage_result_key(cfg.run_id, cfg.stage)
     done = ckpt.latest()
+    if done is not None:
+        _check_same_start(cfg, store, done.key)
     if done is not None and done.step >= cfg.steps:
         log.info("%s stage already trained to step %d: %s", cfg.stage, done.step, store.uri(done.key))
         if store.exists(result_key):
@@ -176,6 +178,20 @@ def run_stage(
     )
     store.put_json(result_key, result)
     return result
+
+
+def _check_same_start(cfg: TrainConfig, store: ObjectStore, step_key: str) -> None:
+    """A stage's checkpoints are reused or resumed only when they started where this stage starts: a
+    base alias that moved to another version resolves to other weights under the same run id (a cluster
+    run reads the alias when it starts; `run` pins it into the run id instead)."""
+    saved = checkpoint_config(store.uri(step_key), store)
+    if saved is None or saved.get("init") == cfg.init:
+        return
+    raise LaunchError(
+        f"{cfg.stage} stage: the checkpoints under {store.uri(cfg.prefix)} started from {saved.get('init')}, "
+        f"this run starts it from {cfg.init}: the base moved under the same run id. Pin the base to a "
+        "version (MODEL@VERSION) or set run_id for this run"
+    )
 
 
 def _not_scheduled(

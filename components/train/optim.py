@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from components.train.config import OptimConfig, Stage
+from components.train.config import OptimConfig, Part, Stage
+
+log = logging.getLogger(__name__)
 
 # parameter-name prefixes of the groups that may get their own learning rate (image model; video model)
 VISION_PREFIXES = ("backbone.vision_backbone", "detector.backbone.vision_backbone")
@@ -18,27 +21,54 @@ TRACKER_NECK = ".sam2_convs."
 """The vision neck's convolutions that feed only the tracker: trained with the tracker."""
 
 
+PARTS: dict[Part, tuple[str, ...]] = {
+    "vision": ("backbone.vision_backbone.",),
+    "text": ("backbone.language_backbone.",),
+    "geometry": ("geometry_encoder.",),
+    "encoder": ("transformer.encoder.",),
+    "decoder": ("transformer.decoder.", "segmentation_head.", "dot_prod_scoring."),
+}
+"""Parameter-name prefixes of the parts ``optim.frozen`` can name, as the image model and stage 0's model
+name them (the video model puts ``detector.`` before them). The presence token and head are the decoder's;
+the vision neck's tracker-only convolutions are the tracker's, never the vision part's."""
+
+
 def trainable(model: nn.Module, stage: Stage, cfg: OptimConfig | None = None) -> None:
     """Freeze what a stage does not train.
 
     presence: only the presence token and head. tracker: the tracker and its neck, and
-    the detector only when ``cfg.detector_lr`` is set. pretrain, detector, joint: everything but the
-    encoders named in ``cfg.frozen``.
+    the detector only when ``cfg.detector_lr`` is set. pretrain, detector, joint: everything. In every
+    stage the parts named in ``cfg.frozen`` are frozen on top (a frozen parameter gets no gradient, so
+    ``build_optimizer`` leaves it out and it keeps its value bit for bit).
     """
     detector_too = cfg is not None and cfg.detector_lr is not None
-    frozen = tuple(
-        prefix
-        for group, prefixes in (("vision", VISION_PREFIXES), ("text", TEXT_PREFIXES))
-        if cfg is not None and group in cfg.frozen
-        for prefix in prefixes
-    )
+    frozen = cfg.frozen if cfg is not None else ()
+    trained = total = 0
     for name, p in model.named_parameters():
         if stage == "presence":
-            p.requires_grad_("presence" in name)
+            trains = "presence" in name
         elif stage == "tracker":
-            p.requires_grad_(_tracker_part(name) or detector_too)
+            trains = _tracker_part(name) or detector_too
         else:
-            p.requires_grad_(not (frozen and name.startswith(frozen) and TRACKER_NECK not in name))
+            trains = True
+        p.requires_grad_(trains and not in_parts(name, frozen))
+        total += p.numel()
+        trained += p.numel() if p.requires_grad else 0
+    log.info(
+        "%s stage trains %.2fM of %.2fM parameters%s",
+        stage,
+        trained / 1e6,
+        total / 1e6,
+        f" (frozen: {', '.join(frozen)})" if frozen else "",
+    )
+
+
+def in_parts(name: str, parts: tuple[Part, ...]) -> bool:
+    """Whether parameter ``name`` belongs to one of ``parts`` (PARTS)."""
+    if not parts or TRACKER_NECK in name:
+        return False
+    bare = name.removeprefix("detector.")
+    return any(bare.startswith(PARTS[part]) for part in parts)
 
 
 def _tracker_part(name: str) -> bool:

@@ -40,6 +40,12 @@ def run(
     else:
         store = ObjectStore(EmbeddedStore().up())
     store.ensure_bucket()
+    if cfg.base is not None:  # an alias becomes the version it names now: a new version, a new run id
+        from components.promote.base import pin
+
+        pinned = pin(store, cfg.base)
+        cfg = cfg.model_copy(update={"base": pinned})
+        stderr.print(f"base {pinned.reference}: the first stage starts from it")
     run_id = cfg.effective_run_id()
     stderr.print(f"run {run_id}: object store {store.settings.endpoint}, bucket {store.bucket}")
     outcome = run_local(cfg, store, sam3_home() / "kfp")
@@ -61,17 +67,30 @@ def print_summary(outcome: Outcome) -> None:
     shown = [("cgF1", "cgF1", ".2f"), ("IL_MCC", "IL_MCC", ".3f"), ("pmF1", "pmF1", ".2f")]
     if any(s.stage == ALIGN_STAGE for s in outcome.stages):
         shown.insert(0, ("recognition AUC", "recognition_AUC", ".3f"))
-    for column in ("stage", "steps", "time s", *(c for c, _, _ in shown), "gate"):
+    base = outcome.base
+    against = ["cgF1 vs base"] if base is not None else []  # each stage's cgF1 minus the base's
+    for column in ("stage", "steps", "time s", *(c for c, _, _ in shown), *against, "gate"):
         table.add_column(column, justify="left" if column in ("stage", "gate") else "right")
+    if base is not None:  # the model the run started from, scored by the same evaluate step
+        m = base.metrics
+        table.add_row("base", "-", "-", *(format(m[k], f) if k in m else "-" for _, k, f in shown), "", "")
     for s in outcome.stages:
+        delta = []
+        if base is not None:
+            known = "cgF1" in s.metrics and "cgF1" in base.metrics
+            delta = [f"{s.metrics['cgF1'] - base.metrics['cgF1']:+.2f}" if known else "-"]
         table.add_row(
             s.stage,
             "-" if s.steps is None else str(s.steps),
             "-" if s.seconds is None else f"{s.seconds:.0f}",
             *(format(s.metrics[k], f) if k in s.metrics else "-" for _, k, f in shown),
+            *delta,
             s.gate,
         )
     stderr.print(table)
+    if base is not None:
+        version = f" = {base.model} version {base.version}" if base.version is not None else ""
+        stderr.print(f"base: {base.reference}{version} ({base.weights})", soft_wrap=True)
     videos = [s for s in outcome.stages if "video_cgF1" in s.metrics]
     if videos:  # end to end on the gold videos, then the tracker alone (true first-frame prompts)
         table = Table(title="gold videos")

@@ -383,3 +383,26 @@ def test_submit_names_an_unreachable_host_and_refuses_a_laptop_config(repo_root:
     assert down.returncode == 1 and "KFP at http://127.0.0.1:9" in down.stderr
     laptop = submit("pipeline/configs/local.yaml", "http://127.0.0.1:9")
     assert laptop.returncode == 2 and "scheduler: kubernetes" in laptop.stderr
+
+
+def test_a_base_is_resolved_evaluated_and_the_first_stage_starts_from_it(tmp_path: Path) -> None:
+    doc = yaml.safe_load((CONFIGS / "cluster.yaml").read_text())
+    del doc["pretrain"]
+    doc["base"] = "sam3-full@production"
+    doc["detector"]["gate"]["max_base_regression"] = 1.0
+    text = compile_pipeline(PipelineConfig.model_validate(doc), tmp_path / "p.yaml").read_text()
+    spec = next(yaml.safe_load_all(text))
+    tasks = _all_tasks(spec)
+    resolve = tasks["resolve-base"]
+    assert resolve["cachingOptions"] == {}  # never cached: the alias is read when the run starts
+    base = json.loads(resolve["inputs"]["parameters"]["base"]["runtimeValue"]["constant"])
+    assert base["model"] == "sam3-full@production" and base["pinned"] is None
+    from_base = {"taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "resolve-base"}}
+    (evaluate_base,) = [t for t in tasks.values() if t["taskInfo"]["name"] == "evaluate base"]
+    assert evaluate_base["inputs"]["parameters"]["checkpoint"] == from_base
+    assert evaluate_base["inputs"]["parameters"]["size"] == {"runtimeValue": {"constant": "full"}}
+    _, _, detector = _train_tasks(spec)["train detector"]
+    assert detector["inputs"]["parameters"]["init"] == from_base
+    (gate,) = [t for t in tasks.values() if t["taskInfo"]["name"] == "gate detector"]
+    producer = gate["inputs"]["parameters"]["base_metrics"]["taskOutputParameter"]["producerTask"]
+    assert tasks[producer]["taskInfo"]["name"] == "evaluate base"

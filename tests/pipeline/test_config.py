@@ -20,6 +20,9 @@ def test_shipped_configs_load() -> None:
     cluster = PipelineConfig.load(CONFIGS / "cluster.yaml")
     assert cluster.scheduler == "kubernetes" and cluster.detector.size == "full"
     assert cluster.detector.resources.nnodes * cluster.detector.resources.nproc == 16
+    retrain = PipelineConfig.load(CONFIGS / "retrain.yaml")
+    assert retrain.base is not None and retrain.base.model == "sam3-tiny@production"
+    assert retrain.stages() == ["detector", "presence"] and retrain.detector.gate.max_base_regression == 1.0
 
 
 def _write(tmp_path: Path, **changes: object) -> Path:
@@ -223,3 +226,21 @@ def test_images_default_to_the_packages_and_move_with_the_config() -> None:
         {**base.model_dump(mode="json"), "kubernetes": pinned.model_dump(mode="json")}
     )
     assert moved.effective_run_id() == base.effective_run_id()  # where pods pull from is not what is trained
+
+
+def test_a_base_skips_pretrain_names_the_run_and_is_needed_by_its_gate() -> None:
+    doc = yaml.safe_load((CONFIGS / "retrain.yaml").read_text())
+    retrain = PipelineConfig.model_validate(doc)
+    unpinned = retrain.effective_run_id()
+    pinned = retrain.model_copy(update={"base": retrain.base.model_copy(update={"pinned": 1})})  # type: ignore[union-attr]
+    assert pinned.effective_run_id() != unpinned  # `run` pins the alias: production moved, a new run
+    with pytest.raises(ConfigError, match="checkpoint 'https://x': expected an s3:// URI"):
+        PipelineConfig.parse(yaml.safe_dump({**doc, "base": {"checkpoint": "https://x"}}))
+    with_pretrain = {**doc, "pretrain": {"size": "tiny112", "gate": {"recognition_AUC": 0.5}}}
+    with pytest.raises(ConfigError, match="pretrain: stage 0 aligns a backbone trained from scratch"):
+        PipelineConfig.parse(yaml.safe_dump(with_pretrain))
+    without = {k: v for k, v in doc.items() if k != "base"}
+    with pytest.raises(ConfigError, match=r"detector\.gate\.max_base_regression: the config has no base"):
+        PipelineConfig.parse(yaml.safe_dump(without))
+    # configs without a base keep their run ids
+    assert "base" not in PipelineConfig.load(DEFAULT_CONFIG).model_dump(exclude_none=True)

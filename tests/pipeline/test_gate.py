@@ -170,3 +170,40 @@ def test_gate_step_on_a_pretrain_evaluation(store: ObjectStore) -> None:
         )
         assert decision.passed is verdict and decision.metrics == {"recognition_AUC": 0.93}
         assert store.get_json("runs/p/executions/e/pretrain.gate.json")["passed"] is verdict
+
+
+def test_regression_against_the_base_the_run_started_from() -> None:
+    gate = Gate(max_base_regression=0.5)
+    kept = decide("detector", gate, GOOD, base={"cgF1": 55.4})
+    assert kept.passed and "cgF1 55 >= base 55.4 - 0.5" in kept.reasons
+    worse = decide("detector", gate, GOOD, base={"cgF1": 60.0})
+    assert not worse.passed and "cgF1 55 < base 60 - 0.5" in worse.reasons
+    unknown = decide("detector", gate, GOOD)  # the config refuses the rule without a base; never a pass
+    assert not unknown.passed and "no evaluation of the base to compare with" in unknown.reasons
+    # beside the check against production: both apply
+    both = decide(
+        "presence", Gate(max_base_regression=0, max_regression=0), GOOD, {"cgF1": 56.0}, 2, None, {"cgF1": 50}
+    )
+    assert not both.passed and any("production v2" in r for r in both.reasons)
+    assert "max_base_regression" in Gate(max_base_regression=0).detection_rules()
+
+
+def test_gate_step_reads_the_base_evaluation(store: ObjectStore) -> None:
+    store.put_json(
+        "runs/r/detector/eval/metrics.json", {"result": {**GOOD, "cgF1@0.5": 60.0, "cgF1@0.75": 50.0}}
+    )
+    store.put_json(
+        "runs/r/base/eval/metrics.json",
+        {"result": {**GOOD, "cgF1": 70.0, "cgF1@0.5": 75.0, "cgF1@0.75": 65.0}},
+    )
+    decision = gate_stage(
+        store,
+        stage="detector",
+        gate=Gate(max_base_regression=1.0),
+        metrics_uri=store.uri("runs/r/detector/eval/metrics.json"),
+        model="m",
+        run_id="r",
+        record_key="runs/r/executions/e/detector.gate.json",
+        base_metrics_uri=store.uri("runs/r/base/eval/metrics.json"),
+    )
+    assert not decision.passed and "cgF1 55 < base 70 - 1" in decision.reasons

@@ -73,3 +73,32 @@ def test_without_pretrain_the_table_is_as_before(store: ObjectStore, monkeypatch
     assert re.search(r"┃ stage\s+┃ steps ┃ time s ┃\s+cgF1 ┃ IL_MCC ┃\s+pmF1 ┃ gate\s+┃", text), text
     assert re.search(r"│ detector │\s+660 │\s+42 │\s+12\.50 │\s+0\.250 │\s+50\.00 │ passed\s+│", text), text
     assert "recognition AUC" not in text
+
+
+def test_the_base_row_and_each_stages_cgf1_against_it(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from components.promote.base import ResolvedBase, base_key
+
+    weights = store.uri("registry/m/versions/1/model.safetensors")
+    found = ResolvedBase(reference="m@production (version 1)", weights=weights, model="m", version=1)
+    store.put_json(base_key("r", "e"), found)
+    store.put_json(
+        evaluation_metrics_key("r", "base"),
+        {"checkpoint": weights, "gold": "s3://b/g", "result": {**IMAGE, "cgF1": 10.0}},
+    )
+    record_stage(store, "r", "detector", {"result": IMAGE}, 100)
+    text = summary(store, "r", ["detector", "presence"], monkeypatch)
+    assert re.search(
+        r"┃ stage\s+┃ steps ┃ time s ┃\s+cgF1 ┃ IL_MCC ┃\s+pmF1 ┃ cgF1 vs base ┃ gate\s+┃", text
+    ), text
+    assert re.search(r"│ base\s+│\s+- │\s+- │\s+10\.00 │\s+0\.250 │\s+50\.00 │\s+│\s+│", text), text
+    assert re.search(
+        r"│ detector │\s+100 │\s+42 │\s+12\.50 │\s+0\.250 │\s+50\.00 │\s+\+2\.50 │ passed\s+│", text
+    ), text
+    assert re.search(r"│ presence │\s+- │\s+- │\s+- │\s+- │\s+- │\s+- │ not run\s+│", text), text
+    assert f"base: m@production (version 1) = m version 1 ({weights})" in text
+    outcome = collect(store, "r", "e", ["detector"], "SUCCEEDED")
+    assert outcome.brief().startswith(
+        "base m@production (version 1) cgF1 10 IL_MCC 0.25 pmF1 50; detector cgF1 12.5"
+    )

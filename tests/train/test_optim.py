@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from components.model.builder import build_model
-from components.train.config import OptimConfig
+from components.storage import ObjectStore
+from components.train.checkpoint import CheckpointStore
+from components.train.config import OptimConfig, TrainConfig
 from components.train.optim import build_optimizer, trainable, warmup_cosine, warmup_inverse_sqrt
 
 
@@ -96,3 +100,61 @@ def test_adamw_runs_fused_on_the_cpu() -> None:
     # one kernel for every parameter instead of a loop over tensors (benchmarks/train_step.py)
     optimizer, _ = build_optimizer(build_model("tiny112"), OptimConfig(lr=1e-3))
     assert all(group["fused"] for group in optimizer.param_groups)
+
+
+def test_each_freezable_part_names_its_parameters_and_the_optimizer_leaves_them_out() -> None:
+    from components.train.optim import PARTS
+
+    model = build_model("tiny112")
+    named = dict(model.named_parameters())
+    for part, prefixes in PARTS.items():
+        cfg = OptimConfig(frozen=(part,))
+        trainable(model, "detector", cfg)
+        frozen = {n for n, p in named.items() if not p.requires_grad}
+        assert frozen and all(n.startswith(prefixes) for n in frozen), part
+        optimizer, _ = build_optimizer(model, cfg, "detector")
+        held = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        assert not held & {id(named[n]) for n in frozen}, part
+        assert held == {id(p) for p in named.values() if p.requires_grad}, part
+    # on top of a stage's own choice: the presence stage with its decoder frozen has nothing to train
+    trainable(model, "presence", OptimConfig(frozen=("decoder",)))
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_frozen_parts_are_bit_identical_after_training_and_absent_from_the_optimizer_state(
+    dataset: str, store: ObjectStore, s3_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Real steps of the trainer (in this process) from a saved start: the frozen parts come out bit for bit
+    as they went in, the trained ones move, and the optimizer state holds the trained parameters only."""
+    from components.train.optim import PARTS
+    from components.train.trainer import Trainer
+
+    model = build_model("tiny112")
+    start = model.state_dict()
+    save_file({k: v.contiguous() for k, v in start.items()}, tmp_path / "start.safetensors")
+    parts = ("vision", "text", "geometry", "decoder")
+    cfg = TrainConfig(
+        stage="detector",
+        dataset=dataset,
+        run_id="freeze",
+        size="tiny112",
+        steps=2,
+        batch_size=1,
+        checkpoint_every=2,
+        data_workers=0,
+        init=str(tmp_path / "start.safetensors"),
+        optim=OptimConfig(lr=0.05, warmup_steps=0, frozen=parts),
+    )
+    Trainer(cfg, store).train()
+    restored = CheckpointStore(store, cfg.prefix).restore()
+    assert restored is not None and restored.step == 2
+    frozen = {k for k in start if k.startswith(tuple(p for part in parts for p in PARTS[part]))}
+    trained = {n for n, _ in model.named_parameters()} - frozen
+    assert frozen and trained == {k for k in trained if k.startswith("transformer.encoder.")}
+    assert all(torch.equal(restored.weights[k], start[k]) for k in frozen)
+    assert any(not torch.equal(restored.weights[k], start[k]) for k in trained)
+    state = restored.state["optimizer"]
+    held = [i for g in state["param_groups"] for i in g["params"]]
+    assert len(held) == len(trained) and set(state["state"]) == set(held)  # Adam moments: trained only
+    numel = sum(s["exp_avg"].numel() for s in state["state"].values())
+    assert numel == sum(start[k].numel() for k in trained)
