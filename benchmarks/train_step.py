@@ -1,4 +1,4 @@
-"""Training-step cost of the embedded default's two CPU-size savings, side by side, as ratios.
+"""Training-step cost of the embedded default's CPU-size savings, side by side, as ratios.
 
     python benchmarks/train_step.py [--steps 30] [--rounds 2] [--threads 2]
 
@@ -7,10 +7,12 @@ decoder and mask head too (Meta's encoder and decoder assert it in training; see
 components.model.compat), so backward no longer recomputes their forward passes. AdamW runs fused (one
 kernel for all parameters) where PyTorch has the kernel. This benchmark trains stages of
 pipeline/configs/local.yaml for ``--steps`` steps with the trainer itself, on the synthetic data ingested
-as ``make run`` does, once per mode and round, the modes alternating:
+as ``make run`` does, once per mode and round, the modes alternating. The tiny presets' mask head also
+reads only the neck's two coarser feature maps (``mask_levels: 2``: masks at 32x32 at 112 px, not 64x64):
 
 - ``detector``: ``recompute`` (activation checkpointing on, as the released model trains, per-tensor
-  AdamW), ``no recompute`` (off everywhere, per-tensor AdamW), ``both`` (off, fused AdamW: the default)
+  AdamW; 64x64 masks), ``no recompute`` (off everywhere, per-tensor AdamW; 64x64), ``both`` (off, fused
+  AdamW; 64x64), ``32x32 masks`` (off, fused, two mask levels: the default)
 - ``pretrain`` (no encoder, decoder or mask head; the tiny trunk never recomputed): ``per-tensor`` and
   ``fused`` AdamW
 
@@ -39,11 +41,20 @@ from components.errors import Sam3Error
 from components.storage import ObjectStore
 from components.train.trainer import Trainer
 
-MODES = {
-    "detector": {"recompute": (True, False), "no recompute": (False, False), "both": (False, True)},
-    "pretrain": {"per-tensor": (False, False), "fused": (False, True)},
+_FULL_MASKS = {"mask_levels": None}
+MODES: dict[str, dict[str, tuple[dict[str, Any], bool]]] = {
+    "detector": {
+        "recompute": ({"activation_checkpointing": True, **_FULL_MASKS}, False),
+        "no recompute": ({"activation_checkpointing": False, **_FULL_MASKS}, False),
+        "both": ({"activation_checkpointing": False, **_FULL_MASKS}, True),
+        "32x32 masks": ({"activation_checkpointing": False}, True),
+    },
+    "pretrain": {
+        "per-tensor": ({"activation_checkpointing": False}, False),
+        "fused": ({"activation_checkpointing": False}, True),
+    },
 }
-"""stage -> mode -> (activation checkpointing, fused AdamW)."""
+"""stage -> mode -> (model preset fields changed for the run, fused AdamW)."""
 
 
 @contextmanager
@@ -77,11 +88,11 @@ def main() -> None:
             data = prepare_data(tmp, store, 400, 100, 0)
             for n in range(args.rounds):
                 for stage, modes in MODES.items():
-                    for mode, (recompute, fused) in modes.items():
+                    for mode, (fields, fused) in modes.items():
                         overrides = {"steps": args.steps, "checkpoint_every": args.steps}
                         run_id = f"step-{n}-{stage}-{mode.replace(' ', '-')}"
                         cfg = recipe(stage, overrides, dataset=data.train, run_id=run_id, scale=1.0)
-                        with model_overrides({"activation_checkpointing": recompute}), adamw(fused):
+                        with model_overrides(fields), adamw(fused):
                             torch.manual_seed(0)
                             started = time.perf_counter()
                             Trainer(cfg, store).train()

@@ -11,6 +11,7 @@ can train.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import logging
 import os
@@ -311,12 +312,13 @@ def _decoder(cfg: ModelConfig) -> nn.Module:
 
 
 def _segmentation_head(cfg: ModelConfig) -> nn.Module:
-    from sam3.model.maskformer_segmentation import PixelDecoder, UniversalSegmentationHead
+    from sam3.model.maskformer_segmentation import PixelDecoder
 
     pixel_decoder = PixelDecoder(
         num_upsampling_stages=3, interpolation_mode="nearest", hidden_dim=cfg.d_model
     )
-    return UniversalSegmentationHead(
+    return _mask_head_class()(
+        levels=cfg.mask_levels,
         hidden_dim=cfg.d_model,
         upsampling_stages=3,
         aux_masks=False,
@@ -361,3 +363,29 @@ def _geometry_encoder(cfg: ModelConfig) -> nn.Module:
         add_cls=True,
         add_post_encode_proj=True,
     )
+
+
+@functools.cache
+def _mask_head_class() -> type[nn.Module]:
+    """``MaskHead``: Meta's ``UniversalSegmentationHead`` reading only the coarsest ``levels`` of the neck's
+    feature maps (all of them when ``levels`` is None: the released head, unchanged).
+
+    Its pixel decoder runs once per (image, phrase) pair, at the finest level it reads: at 112 px with 7-px
+    patches the released head's finest map is 64x64, and its convolutions were half of a detector step's
+    time on a CPU; at 32x32 they are a fifth of that (docs/results.md). Same modules, same state-dict keys:
+    the pixel decoder's convolutions for the levels left out stay in the state dict, unused (as the
+    released head already leaves its third unused).
+    """
+    from sam3.model.maskformer_segmentation import UniversalSegmentationHead
+
+    class MaskHead(UniversalSegmentationHead):  # type: ignore[misc]
+        def __init__(self, *args: Any, levels: int | None, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.levels = levels
+
+        def forward(self, backbone_feats: list[torch.Tensor], *args: Any, **kwargs: Any) -> Any:
+            if self.levels is not None:
+                backbone_feats = backbone_feats[-self.levels :]
+            return super().forward(backbone_feats, *args, **kwargs)
+
+    return MaskHead

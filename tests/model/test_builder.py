@@ -41,6 +41,7 @@ def test_full_model_has_the_released_keys_and_shapes(monkeypatch: pytest.MonkeyP
             device="cpu", eval_mode=True, checkpoint_path=None, load_from_HF=False
         )
     assert _signature(ours) == _signature(released)
+    assert ours.segmentation_head.levels is None  # the released head: masks from every level
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in released.parameters())
 
 
@@ -102,7 +103,9 @@ def test_tiny_model_forward_is_finite(tiny_model: nn.Module, records: list[Media
     assert out["pred_logits"].shape == (q, n, 1)
     assert out["pred_boxes"].shape == (q, n, 4)
     assert out["presence_logit_dec"].shape == (q, 1)
-    assert out["pred_masks"].shape == (q, n, 64, 64)  # 4x the 16x16 patch grid
+    # the tiny presets' mask head reads the neck's two coarser maps: 2x the 16x16 patch grid (released: 4x)
+    assert out["pred_masks"].shape == (q, n, 32, 32)
+    assert out["semantic_seg"].shape == (q, 1, 32, 32)
     for key in ("pred_logits", "pred_boxes", "presence_logit_dec", "pred_masks"):
         assert torch.isfinite(out[key]).all(), key
 
