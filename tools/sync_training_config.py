@@ -5,7 +5,8 @@
 
 The cluster's training config lives in one place, ``pipeline/configs/cluster.yaml`` (the package ships
 it, the tests compile it). Kustomize reads files only from inside the kustomization's folder, so the
-GitOps folder holds a generated copy, which Argo CD turns into the retraining Job's ConfigMap.
+GitOps folder holds a generated copy, which Argo CD turns into the retraining Job's ConfigMap. The copy is
+the file as it is, ``base:`` included: the retraining run starts from the model that config names.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ rendered objects must fail, naming the object and the problem.
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -578,7 +579,8 @@ def test_a_changed_config_makes_a_new_job_and_the_same_config_the_same(tmp_path:
     first = _retrain(documents(render(copy_dir)))[1]["metadata"]["name"]
     assert _retrain(documents(render(copy_dir)))[1]["metadata"]["name"] == first
     config = copy_dir / "training-config.yaml"
-    config.write_text(config.read_text().replace("steps: 20000", "steps: 30000", 1))
+    more_steps = re.sub(r"steps: (\d+)", lambda m: f"steps: {int(m[1]) + 1000}", config.read_text(), count=1)
+    config.write_text(more_steps)
     changed = _retrain(documents(render(copy_dir)))[1]["metadata"]["name"]
     assert changed != first and changed.startswith("sam3-retrain-")
 
@@ -592,11 +594,15 @@ def test_the_training_config_in_git_is_a_valid_cluster_config(rendered: dict[str
 
 
 def test_the_training_config_in_git_is_the_cluster_config() -> None:
-    """GitOps submits pipeline/configs/cluster.yaml: its copy in manifests/gitops is generated."""
+    """GitOps submits pipeline/configs/cluster.yaml: its copy in manifests/gitops is generated. The run it
+    starts fine-tunes the base the config names (resolved by the run's resolve-base step), as a
+    `sam3-pipeline run` of a config with a base does; it trains no stage 0."""
     assert sync_training_config.main(["--check"]) == 0, "python -m tools.sync_training_config"
     gitops = PipelineConfig.load(sync_training_config.TRAINING_CONFIG)
     assert gitops == PipelineConfig.load(CONFIGS / "cluster.yaml")
-    assert {"tracker", "joint"} <= set(gitops.stages())
+    assert gitops.base is not None and gitops.base.reference == "sam3-full@released"
+    assert gitops.stages()[0] == "detector" and gitops.pretrain is None
+    assert all(gitops.stage(s).gate.max_base_regression is not None for s in gitops.stages())
 
 
 def test_argo_cd_syncs_the_production_overlay_and_the_trigger(rendered: dict[str, list[Doc]]) -> None:

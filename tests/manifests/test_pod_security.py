@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from components.train.placement import RUN_AS_USER
-from pipeline.config import STAGES, PipelineConfig
+from pipeline.config import CONFIGS, PipelineConfig
 from pipeline.submit import compile_pipeline
-from tests.manifests.test_volcano_jobs import volcano_job
+from tests.manifests.test_volcano_jobs import JOBS, volcano_job
 from tests.manifests.validate import (
     MANIFESTS,
     documents,
@@ -104,9 +104,12 @@ def test_the_step_pods_pass(executors: dict[str, Doc], level: str) -> None:
     )
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_the_training_pods_pass(cfg: PipelineConfig, stage: str, level: str) -> None:
-    problems = pod_security_level_violations([volcano_job(cfg, stage)], level)
+@pytest.mark.parametrize("job_of", JOBS, ids="-".join)
+def test_the_training_pods_pass(job_of: tuple[str, str], level: str) -> None:
+    example, stage = job_of
+    problems = pod_security_level_violations(
+        [volcano_job(PipelineConfig.load(CONFIGS / example), stage)], level
+    )
     assert problems == [], "\n".join(problems)
 
 

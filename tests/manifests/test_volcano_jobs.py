@@ -1,5 +1,7 @@
-"""The Volcano jobs TorchX would submit for pipeline/configs/cluster.yaml pass the Volcano Job schema
-and admission checks, and fit the platform (queue, priority class, service account, queue capacity).
+"""The Volcano jobs TorchX would submit for the cluster examples pass the Volcano Job schema and admission
+checks, and fit the platform (queue, priority class, service account, queue capacity): every stage of
+pipeline/configs/cluster.yaml (the fine-tune) and of cluster-scratch.yaml (the whole recipe, two-node
+gangs, pretrain and the video stages).
 
 TorchX's kubernetes scheduler serialises the Volcano Job with the Kubernetes client's
 ``sanitize_for_serialization``: camelCase, the form the API server takes. A snake_case field (what
@@ -17,7 +19,7 @@ import yaml
 
 from components.images import image
 from components.train.job import dryrun
-from pipeline.config import STAGES, PipelineConfig
+from pipeline.config import CONFIGS, PipelineConfig
 from tests.manifests.validate import (
     MANIFESTS,
     documents,
@@ -29,6 +31,10 @@ from tests.manifests.validate import (
 
 CLUSTER = Path(__file__).resolve().parents[2] / "pipeline" / "configs" / "cluster.yaml"
 DATASET = "s3://sam3/datasets/x/1"
+EXAMPLES = ("cluster.yaml", "cluster-scratch.yaml")
+JOBS = [(example, stage) for example in EXAMPLES for stage in PipelineConfig.load(CONFIGS / example).stages()]
+"""(example config, stage) of every training job the two examples submit."""
+Jobs = dict[tuple[str, str], dict[str, Any]]
 
 
 def volcano_job(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
@@ -45,13 +51,13 @@ def volcano_job(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def cluster_cfg() -> PipelineConfig:
-    return PipelineConfig.load(CLUSTER)
+def examples() -> dict[str, PipelineConfig]:
+    return {example: PipelineConfig.load(CONFIGS / example) for example in EXAMPLES}
 
 
 @pytest.fixture(scope="module")
-def jobs(cluster_cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
-    return {stage: volcano_job(cluster_cfg, stage) for stage in STAGES}
+def jobs(examples: dict[str, PipelineConfig]) -> Jobs:
+    return {(example, stage): volcano_job(examples[example], stage) for example, stage in JOBS}
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +65,9 @@ def production() -> list[dict[str, Any]]:
     return documents(render(MANIFESTS / "overlays" / "production"))
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_the_torchx_volcano_job_is_valid(jobs: dict[str, dict[str, Any]], stage: str) -> None:
-    job = jobs[stage]
+@pytest.mark.parametrize("job_of", JOBS, ids="-".join)
+def test_the_torchx_volcano_job_is_valid(jobs: Jobs, job_of: tuple[str, str]) -> None:
+    job = jobs[job_of]
     assert (job["apiVersion"], job["kind"]) == ("batch.volcano.sh/v1alpha1", "Job")
     assert errors(job) == []
     assert {c["image"] for t in job["spec"]["tasks"] for c in t["template"]["spec"]["containers"]} == {
@@ -69,11 +75,11 @@ def test_the_torchx_volcano_job_is_valid(jobs: dict[str, dict[str, Any]], stage:
     }
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("job_of", JOBS, ids="-".join)
 def test_the_job_uses_what_the_platform_provides(
-    jobs: dict[str, dict[str, Any]], production: list[dict[str, Any]], stage: str
+    jobs: Jobs, production: list[dict[str, Any]], job_of: tuple[str, str]
 ) -> None:
-    job = jobs[stage]
+    job = jobs[job_of]
     names = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in production}
     assert ("Queue", None, job["spec"]["queue"]) in names
     assert ("PriorityClass", None, job["spec"]["priorityClassName"]) in names
@@ -82,20 +88,20 @@ def test_the_job_uses_what_the_platform_provides(
         assert ("ServiceAccount", "sam3", account) in names
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("job_of", JOBS, ids="-".join)
 def test_the_job_fits_the_production_queue(
-    jobs: dict[str, dict[str, Any]], production: list[dict[str, Any]], stage: str
+    jobs: Jobs, production: list[dict[str, Any]], job_of: tuple[str, str]
 ) -> None:
     """Gang scheduling admits a job only if all its pods fit the queue's capability at once."""
     queue = next(d for d in production if d["kind"] == "Queue")
     capability = {k: quantity(v) for k, v in queue["spec"]["capability"].items()}
     asked: dict[str, float] = {}
-    for task in jobs[stage]["spec"]["tasks"]:
+    for task in jobs[job_of]["spec"]["tasks"]:
         for c in task["template"]["spec"]["containers"]:
             for resource, value in c["resources"]["requests"].items():
                 asked[resource] = asked.get(resource, 0.0) + quantity(value) * task["replicas"]
     too_much = {r: (v, capability.get(r)) for r, v in asked.items() if v > capability.get(r, float("inf"))}
-    assert not too_much, f"{stage} asks for more than queue sam3 may hold: {too_much}"
+    assert not too_much, f"{job_of} asks for more than queue sam3 may hold: {too_much}"
 
 
 @pytest.mark.parametrize(
@@ -105,8 +111,8 @@ def test_the_job_fits_the_production_queue(
         ("template", "'template' is a required property"),  # a task without a pod template
     ],
 )
-def test_a_broken_task_is_refused(jobs: dict[str, dict[str, Any]], field: str, problem: str) -> None:
-    job = copy.deepcopy(jobs["detector"])
+def test_a_broken_task_is_refused(jobs: Jobs, field: str, problem: str) -> None:
+    job = copy.deepcopy(jobs[("cluster.yaml", "detector")])
     task = job["spec"]["tasks"][0]
     value = task.pop(field)
     if field == "minAvailable":
@@ -124,8 +130,8 @@ def test_a_broken_task_is_refused(jobs: dict[str, dict[str, Any]], field: str, p
     ],
     ids=["container-field-type", "task-name-not-dns-label", "min-available-over-replicas"],
 )
-def test_a_bad_task_spec_is_refused(jobs: dict[str, dict[str, Any]], mutate: Any, problem: str) -> None:
-    job = copy.deepcopy(jobs["detector"])
+def test_a_bad_task_spec_is_refused(jobs: Jobs, mutate: Any, problem: str) -> None:
+    job = copy.deepcopy(jobs[("cluster.yaml", "detector")])
     mutate(job["spec"]["tasks"][0])
     found = errors(job)
     assert any(job["metadata"]["name"] in e and problem in e for e in found), found
@@ -137,7 +143,7 @@ def test_a_long_config_name_still_makes_an_acceptable_job() -> None:
     assert errors(job) == []
 
 
-def test_training_pods_are_hardened(jobs: dict[str, dict[str, Any]]) -> None:
+def test_training_pods_are_hardened(jobs: Jobs) -> None:
     problems = pod_security_problems(list(jobs.values()))
     assert problems == [], "\n".join(problems)
 
@@ -161,24 +167,25 @@ def test_the_job_pulls_the_configs_trainer_image_with_its_pull_secrets() -> None
         assert pod["imagePullSecrets"] == [{"name": "regcred"}]
 
 
-def test_without_pull_secrets_the_pods_name_none(jobs: dict[str, dict[str, Any]]) -> None:
+def test_without_pull_secrets_the_pods_name_none(jobs: Jobs) -> None:
     """The service account's own imagePullSecrets apply only to a pod that names none."""
     assert all(
         "imagePullSecrets" not in t["template"]["spec"] for j in jobs.values() for t in j["spec"]["tasks"]
     )
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("job_of", JOBS, ids="-".join)
 def test_a_lost_or_failed_pod_restarts_the_whole_job_up_to_the_stages_restarts(
-    cluster_cfg: PipelineConfig, jobs: dict[str, dict[str, Any]], stage: str
+    examples: dict[str, PipelineConfig], jobs: Jobs, job_of: tuple[str, str]
 ) -> None:
-    spec = jobs[stage]["spec"]
+    example, stage = job_of
+    spec = jobs[job_of]["spec"]
     assert spec["policies"] == [
         {"event": "PodEvicted", "action": "RestartJob"},
         {"event": "PodFailed", "action": "RestartJob"},
     ]
     # Volcano fails the job when its retry count (this restart included) reaches maxRetry
-    assert spec["maxRetry"] == cluster_cfg.stage(stage).max_restarts + 1
+    assert spec["maxRetry"] == examples[example].stage(stage).max_restarts + 1
     assert all("policies" not in t and "maxRetry" not in t for t in spec["tasks"])  # the job's decide
 
 
@@ -212,10 +219,8 @@ def test_the_restarts_follow_the_stage(max_restarts: int) -> None:
     ],
     ids=["duplicate", "action", "unknown-event", "internal-event", "event-and-exit-code", "any-and-another"],
 )
-def test_bad_policies_are_refused(
-    jobs: dict[str, dict[str, Any]], policies: list[dict[str, Any]], problem: str
-) -> None:
-    job = copy.deepcopy(jobs["detector"])
+def test_bad_policies_are_refused(jobs: Jobs, policies: list[dict[str, Any]], problem: str) -> None:
+    job = copy.deepcopy(jobs[("cluster.yaml", "detector")])
     job["spec"]["policies"] = policies
     found = errors(job)
     assert any("spec.policies" in e and problem in e for e in found), found

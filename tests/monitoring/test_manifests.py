@@ -72,8 +72,15 @@ C10D = 29500  # TorchX's rendezvous port, declared on every trainer container
 
 def _stage_pods() -> list[tuple[str, tuple[str, dict[str, str]], dict[str, Any], range]]:
     """(stage, pod, Volcano's policy for its job, metrics ports) for every pod of every stage that TorchX
-    would submit for pipeline/configs/cluster.yaml; a pod as Volcano creates it, with its job's labels."""
-    cfg = PipelineConfig.load(CONFIGS / "cluster.yaml")
+    would submit for the cluster examples (the fine-tune, cluster.yaml, and the whole recipe,
+    cluster-scratch.yaml); a pod as Volcano creates it, with its job's labels."""
+    out = []
+    for example in ("cluster.yaml", "cluster-scratch.yaml"):
+        out += _pods_of(PipelineConfig.load(CONFIGS / example))
+    return out
+
+
+def _pods_of(cfg: PipelineConfig) -> list[tuple[str, tuple[str, dict[str, str]], dict[str, Any], range]]:
     namespace, out = cfg.kubernetes.namespace, []
     for stage in cfg.stages():
         train, resources = cfg.train_config(stage, "s3://sam3/datasets/d/v"), cfg.stage(stage).resources

@@ -16,6 +16,7 @@ from pipeline.config import CONFIGS, PipelineConfig
 from pipeline.submit import compile_pipeline, name_filter, run_name
 
 ROOT = Path(__file__).resolve().parents[2]
+SCRATCH = CONFIGS / "cluster-scratch.yaml"  # every stage, pretrain and the video stages included
 # the leak check: secrets in the compiling process's environment must not reach the pipeline
 LEAKS = {"SAM3_S3_ACCESS_KEY": "leak-check-access-8d1f", "SAM3_S3_SECRET_KEY": "leak-check-secret-5e2a"}
 
@@ -71,7 +72,7 @@ def test_every_step_of_the_dag_is_there_in_its_place(compiled: tuple[str, dict])
     }
     holder = "comp-exit-handler-1"
     data_steps = {"prepare-sources", "ingest", "commit-datasets", "mine-hard-negatives"}
-    assert data_steps <= set(dags[holder])
+    assert data_steps | {"resolve-base", "evaluate base"} <= set(dags[holder])
     assert set(dags["comp-for-loop-2"]) == {"ingest-partition"}
     for stage in stages:
         steps = {f"train {stage}", f"evaluate {stage}", f"gate {stage}", f"{stage}-passed"}
@@ -86,6 +87,7 @@ def test_every_step_of_the_dag_is_there_in_its_place(compiled: tuple[str, dict])
         "ingest-partition",
         "commit-datasets",
         "mine-hard-negatives",
+        "resolve-base",
         "train-stage",
         "evaluate-stage",
         "gate-stage",
@@ -137,12 +139,13 @@ def test_every_step_has_image_resources_secret_reference_and_retries(compiled: t
 
 def test_gates_guard_the_next_stage_and_promotion(compiled: tuple[str, dict]) -> None:  # type: ignore[type-arg]
     _, spec = compiled
+    stages = PipelineConfig.load(CONFIGS / "cluster.yaml").stages()
     conditions = [
         t["triggerPolicy"]["condition"]
         for t in _all_tasks(spec).values()
         if "condition" in t.get("triggerPolicy", {})
     ]
-    assert len(conditions) == 5 and all("gate-stage" in c and "== true" in c for c in conditions)  # 5 stages
+    assert len(conditions) == len(stages) and all("gate-stage" in c and "== true" in c for c in conditions)
     assert (
         spec["root"]["dag"]["tasks"]["report-outcome"]["triggerPolicy"]["strategy"]
         == "ALL_UPSTREAM_TASKS_COMPLETED"
@@ -162,11 +165,12 @@ def test_the_steps_that_push_metrics_know_the_pushgateway(compiled: tuple[str, d
     """Without SAM3_PUSHGATEWAY_URL in a step's pod its push is a silent no-op, and the alerts on what the
     gates and ingest push could never fire."""
     _, spec = compiled
-    url = PipelineConfig.load(CONFIGS / "cluster.yaml").kubernetes.pushgateway_url
+    cfg = PipelineConfig.load(CONFIGS / "cluster.yaml")
+    url = cfg.kubernetes.pushgateway_url
     assert url == "http://pushgateway.sam3.svc:9091"  # the Service manifests/base deploys
     executors = spec["deploymentSpec"]["executors"]
     pushing = [name for name in executors if name.startswith(PUSHING_STEPS)]
-    assert len([n for n in pushing if n.startswith("exec-gate-stage")]) == 5  # one gate per stage
+    assert len([n for n in pushing if n.startswith("exec-gate-stage")]) == len(cfg.stages())  # one a stage
     for name in pushing:
         assert _env(executors[name])["SAM3_PUSHGATEWAY_URL"] == url, name
     for name, executor in executors.items():  # the same pod environment on every step
@@ -248,8 +252,9 @@ def _condition_of(spec: dict, holder: str) -> dict:  # type: ignore[type-arg]
     return task  # type: ignore[no-any-return]
 
 
-def test_pretrain_trains_first_and_the_detector_starts_from_it(compiled: tuple[str, dict]) -> None:  # type: ignore[type-arg]
-    _, spec = compiled
+def test_pretrain_trains_first_and_the_detector_starts_from_it(tmp_path: Path) -> None:
+    text = compile_pipeline(PipelineConfig.load(SCRATCH), tmp_path / "p.yaml").read_text()
+    spec = next(yaml.safe_load_all(text))
     trains = _train_tasks(spec)
     assert list(trains) == [f"train {s}" for s in ("pretrain", "detector", "presence", "tracker", "joint")]
     name, holder, pretrain = trains["train pretrain"]
@@ -274,7 +279,7 @@ def test_pretrain_trains_first_and_the_detector_starts_from_it(compiled: tuple[s
 
 
 def test_a_config_without_pretrain_compiles_as_before(tmp_path: Path) -> None:
-    doc = yaml.safe_load((CONFIGS / "cluster.yaml").read_text())
+    doc = yaml.safe_load(SCRATCH.read_text())
     del doc["pretrain"]
     text = compile_pipeline(PipelineConfig.model_validate(doc), tmp_path / "p.yaml").read_text()
     spec = next(yaml.safe_load_all(text))
@@ -386,7 +391,7 @@ def test_submit_names_an_unreachable_host_and_refuses_a_laptop_config(repo_root:
 
 
 def test_a_base_is_resolved_evaluated_and_the_first_stage_starts_from_it(tmp_path: Path) -> None:
-    doc = yaml.safe_load((CONFIGS / "cluster.yaml").read_text())
+    doc = yaml.safe_load(SCRATCH.read_text())
     del doc["pretrain"]
     doc["base"] = "sam3-full@production"
     doc["detector"]["gate"]["max_base_regression"] = 1.0
@@ -406,3 +411,61 @@ def test_a_base_is_resolved_evaluated_and_the_first_stage_starts_from_it(tmp_pat
     (gate,) = [t for t in tasks.values() if t["taskInfo"]["name"] == "gate detector"]
     producer = gate["inputs"]["parameters"]["base_metrics"]["taskOutputParameter"]["producerTask"]
     assert tasks[producer]["taskInfo"]["name"] == "evaluate base"
+
+
+def test_the_cluster_pipeline_fine_tunes_the_imported_release(compiled: tuple[str, dict]) -> None:  # type: ignore[type-arg]
+    """The cluster example as compiled: resolve-base reads the alias that docs/cluster.md has the imported
+    sam3.pt promoted to, the first stage's init is what it resolved, nothing trains a pretrain stage, and
+    every gate holds the stage to the base's scores on the same gold set."""
+    _, spec = compiled
+    cfg = PipelineConfig.load(CONFIGS / "cluster.yaml")
+    assert cfg.base is not None and cfg.base.model == "sam3-full@released"
+    tasks = _all_tasks(spec)
+    assert not [name for name, task in tasks.items() if "pretrain" in name + task["taskInfo"]["name"]]
+    trains = _train_tasks(spec)
+    assert list(trains) == ["train detector", "train presence"]
+
+    resolve = tasks["resolve-base"]
+    assert resolve["cachingOptions"] == {}  # never cached: the alias is read when the run starts
+    params = resolve["inputs"]["parameters"]
+    base = json.loads(params["base"]["runtimeValue"]["constant"])
+    assert base == {"model": "sam3-full@released", "checkpoint": None, "pinned": None}
+    assert params["size"] == {"runtimeValue": {"constant": "full"}}  # the imported architecture
+
+    from_base = {"taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "resolve-base"}}
+    name, holder, detector = trains["train detector"]
+    assert holder == "comp-exit-handler-1" and "resolve-base" in detector["dependentTasks"]
+    assert detector["inputs"]["parameters"]["init"] == from_base
+    template = json.loads(detector["inputs"]["parameters"]["train_config"]["runtimeValue"]["constant"])
+    assert template["optim"]["frozen"] == ["text"] and template["optim"]["lr"] <= 1e-4  # a fine-tune's
+    _, holder, presence = trains["train presence"]
+    channel = presence["inputs"]["parameters"]["init"]["componentInputParameter"]
+    assert _condition_of(spec, holder)["inputs"]["parameters"][channel]["taskOutputParameter"] == {
+        "outputParameterKey": "checkpoint",
+        "producerTask": name,
+    }  # the second stage starts from the first, not from the base again
+
+    (evaluate_base,) = [t for t in tasks.values() if t["taskInfo"]["name"] == "evaluate base"]
+    assert evaluate_base["inputs"]["parameters"]["checkpoint"] == from_base
+    for stage in cfg.stages():
+        (gate,) = [t for t in tasks.values() if t["taskInfo"]["name"] == f"gate {stage}"]
+        rules = json.loads(gate["inputs"]["parameters"]["gate"]["runtimeValue"]["constant"])
+        assert rules["max_base_regression"] is not None, stage
+        channel = gate["inputs"]["parameters"]["base_metrics"]
+        producer = channel.get("taskOutputParameter", {}).get("producerTask")
+        if producer is None:  # behind a gate: handed in through the dsl.If's inputs
+            guard = _condition_of(spec, _holder_of(spec, gate))
+            producer = guard["inputs"]["parameters"][channel["componentInputParameter"]][
+                "taskOutputParameter"
+            ]["producerTask"]
+        assert tasks[producer]["taskInfo"]["name"] == "evaluate base", stage
+
+
+def _holder_of(spec: dict, task: dict) -> str:  # type: ignore[type-arg]
+    """The component whose DAG holds ``task``."""
+    (holder,) = [
+        name
+        for name, component in spec["components"].items()
+        if any(t is task for t in component.get("dag", {}).get("tasks", {}).values())
+    ]
+    return holder

@@ -17,9 +17,15 @@ DIGEST = "sha256:" + "0123456789abcdef" * 4
 def test_shipped_configs_load() -> None:
     local = PipelineConfig.load(DEFAULT_CONFIG)
     assert local.scheduler == "local_cwd" and local.data.synthetic is not None
-    cluster = PipelineConfig.load(CONFIGS / "cluster.yaml")
+    cluster = PipelineConfig.load(CONFIGS / "cluster.yaml")  # a fine-tune of the imported release
     assert cluster.scheduler == "kubernetes" and cluster.detector.size == "full"
-    assert cluster.detector.resources.nnodes * cluster.detector.resources.nproc == 16
+    assert cluster.base is not None and cluster.base.model == "sam3-full@released"
+    assert cluster.stages() == ["detector", "presence"] and cluster.registry.model == "sam3-full"
+    assert cluster.detector.resources.nnodes * cluster.detector.resources.nproc == 8
+    scratch = PipelineConfig.load(CONFIGS / "cluster-scratch.yaml")  # every stage from random weights
+    assert scratch.base is None and scratch.stages() == ["pretrain", *cluster.stages(), "tracker", "joint"]
+    assert scratch.detector.resources.nnodes * scratch.detector.resources.nproc == 16
+    assert scratch.registry.model != cluster.registry.model  # its versions never mix with the fine-tunes
     retrain = PipelineConfig.load(CONFIGS / "retrain.yaml")
     assert retrain.base is not None and retrain.base.model == "sam3-tiny@production"
     assert retrain.stages() == ["detector", "presence"] and retrain.detector.gate.max_base_regression == 1.0
@@ -173,14 +179,8 @@ def test_pretrain_is_optional_and_first() -> None:
     assert (
         PipelineConfig.parse(yaml.safe_dump(regated)).effective_run_id() == with_pretrain.effective_run_id()
     )
-    for shipped in (
-        CONFIGS / "cluster.yaml",
-        Path(__file__).parents[2] / "manifests/gitops/training-config.yaml",
-    ):
-        cfg = PipelineConfig.load(shipped)
-        assert (
-            cfg.stages()[:2] == ["pretrain", "detector"] and cfg.stage("pretrain").size == cfg.detector.size
-        )
+    scratch = PipelineConfig.load(CONFIGS / "cluster-scratch.yaml")
+    assert scratch.stages()[:2] == ["pretrain", "detector"] and scratch.stage("pretrain").size == "full"
 
 
 def test_train_config_sets_the_pretrain_stages_eval_dataset() -> None:
