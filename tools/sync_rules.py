@@ -13,6 +13,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from tools.generated import sync
+
 MONITORING = Path(__file__).resolve().parents[1] / "manifests" / "monitoring"
 RULES = MONITORING / "rules" / "sam3.rules.yaml"
 PROMETHEUS_RULE = MONITORING / "prometheusrule.yaml"
@@ -42,15 +44,7 @@ def render() -> str:
 
 
 def main(argv: list[str]) -> int:
-    text = render()
-    if "--check" in argv:
-        if PROMETHEUS_RULE.read_text() != text:
-            print(f"{PROMETHEUS_RULE} is stale: run python -m tools.sync_rules", file=sys.stderr)
-            return 1
-        return 0
-    PROMETHEUS_RULE.write_text(text)
-    print(PROMETHEUS_RULE)
-    return 0
+    return sync(PROMETHEUS_RULE, render(), "tools.sync_rules", argv)
 
 
 if __name__ == "__main__":

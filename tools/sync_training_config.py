@@ -14,6 +14,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from tools.generated import sync
+
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_CONFIG = ROOT / "pipeline" / "configs" / "cluster.yaml"
 TRAINING_CONFIG = ROOT / "manifests" / "gitops" / "training-config.yaml"
@@ -29,15 +31,7 @@ def render() -> str:
 
 
 def main(argv: list[str]) -> int:
-    text = render()
-    if "--check" in argv:
-        if TRAINING_CONFIG.read_text() != text:
-            print(f"{TRAINING_CONFIG} is stale: run python -m tools.sync_training_config", file=sys.stderr)
-            return 1
-        return 0
-    TRAINING_CONFIG.write_text(text)
-    print(TRAINING_CONFIG)
-    return 0
+    return sync(TRAINING_CONFIG, render(), "tools.sync_training_config", argv)
 
 
 if __name__ == "__main__":
