@@ -378,7 +378,7 @@ def _mask_head_class() -> type[nn.Module]:
     """
     from sam3.model.maskformer_segmentation import UniversalSegmentationHead
 
-    class MaskHead(UniversalSegmentationHead):  # type: ignore[misc]
+    class MaskHead(UniversalSegmentationHead):
         def __init__(self, *args: Any, levels: int | None, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.levels = levels

@@ -108,9 +108,9 @@ class ModelConfig(_Config):
         default=None,
         ge=1,
         le=3,
-        description="the neck's feature maps (coarsest first) that the mask head's pixel decoder reads: masks "
-        "come out at the finest of them (components.model.builder.MaskHead); None: all three, as released "
-        "(masks at 4x the patch grid)",
+        description="the neck's feature maps (coarsest first) that the mask head's pixel decoder reads: "
+        "masks come out at the finest of them (components.model.builder.MaskHead); None: all three, as "
+        "released (masks at 4x the patch grid)",
     )
     dropout: float = Field(default=0.1, ge=0, lt=1)
     activation_checkpointing: bool = Field(
@@ -187,7 +187,7 @@ PRESETS: dict[str, ModelConfig] = {
         decoder_layers=2,
         geometry_layers=1,
         num_queries=36,  # a 6x6 grid of starting boxes (decoder_init): one query per 2.7x2.7 feature cells
-        mask_levels=2,  # masks at 2x the patch grid (32x32 at 112 px): half the detector step (docs/results.md)
+        mask_levels=2,  # masks at 2x the patch grid (32x32 at 112 px): half a detector step (docs/results.md)
         dropout=0.0,
         activation_checkpointing=False,
         vision=VisionConfig(
