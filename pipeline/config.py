@@ -238,7 +238,7 @@ class PipelineConfig(_Model):
         if self.run_id:
             return self.run_id
         trained: dict[str, Any] = {
-            "data": self.data.model_dump(mode="json"),
+            "data": self.data.identity(),
             "evaluation": self.evaluation.model_dump(mode="json", exclude=PROBES),
             "stages": {
                 name: getattr(self, name).model_dump(mode="json", exclude=NOT_TRAINED)
