@@ -239,7 +239,7 @@ class PipelineConfig(_Model):
             return self.run_id
         trained: dict[str, Any] = {
             "data": self.data.identity(),
-            "evaluation": self.evaluation.model_dump(mode="json", exclude=PROBES),
+            "evaluation": self.evaluation.model_dump(mode="json", exclude=set(PROBES)),
             "stages": {
                 name: getattr(self, name).model_dump(mode="json", exclude=NOT_TRAINED)
                 | {"world": [getattr(self, name).resources.nnodes, getattr(self, name).resources.nproc]}

@@ -112,15 +112,16 @@ def evaluate_probes(
             path = Path(tmp) / f"{probe.name}.json"
             path.write_text(json.dumps(predictions))
             result = evaluate_images(gt_paths, path).to_json_dict()
+            scores = headline(result)
             doc = {
                 "checkpoint": checkpoint,
                 "gold": gold,
                 "probe": probe.model_dump(),
-                "headline": headline(result),
+                "headline": scores,
                 "diagnostics": diagnostics(gt_paths[0], predictions),
                 "result": result,
             }
             store.put_json(probe_key(out_prefix, probe), doc)
-            found[probe.name] = doc["headline"]
-            log.info("probe %s of %s: cgF1 %.2f", probe.name, checkpoint, doc["headline"]["cgF1"])
+            found[probe.name] = scores
+            log.info("probe %s of %s: cgF1 %.2f", probe.name, checkpoint, scores["cgF1"])
     return found

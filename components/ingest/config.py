@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -62,7 +62,7 @@ class DataConfig(_Model):
     partitions: int = Field(default=2, ge=1, le=256, description="parallel ingest workers")
     image_check: Literal["structure", "decode"] = "structure"
 
-    def identity(self) -> dict[str, object]:
+    def identity(self) -> dict[str, Any]:
         """This config in the run id (the synthetic data's SYN and EXT counts only when asked for)."""
         doc = self.model_dump(mode="json")
         if self.synthetic is not None:
