@@ -15,7 +15,7 @@ import sys
 import typer
 
 from components.errors import Sam3Error
-from pipeline.commands import data, evaluate, models, pipeline, predict, run, store, train
+from pipeline.commands import ablate, data, evaluate, models, pipeline, predict, run, store, train
 
 app = typer.Typer(
     name="sam3-pipeline",
@@ -29,6 +29,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.command("evaluate")(evaluate.evaluate)
 app.command("run")(run.run)
+app.command("ablate")(ablate.ablate)
 app.command("train")(train.train)
 app.command("predict")(predict.predict)
 app.command("compile")(pipeline.compile_cmd)

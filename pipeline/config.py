@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from components.errors import ConfigError
+from components.evaluate.probes import MAX_EXEMPLARS, Probe
 from components.gate.policy import Gate
 from components.images import Images
 from components.ingest.config import DataConfig
@@ -46,6 +47,13 @@ OWNED_TRAIN_KEYS = frozenset(
 
 NOT_TRAINED = frozenset(("gate", "resources", "step_seconds"))
 """Stage fields that change how a stage is gated or run, not what it trains: left out of the run id."""
+
+PROBES = frozenset(("exemplars", "without_presence"))
+"""Evaluation fields that add probes (files of their own beside a stage's metrics.json) and change neither
+what is trained nor the headline: left out of the run id, so an ablation of them reuses the checkpoints."""
+
+PROBED_STAGE = "presence"
+"""The stage whose evaluation runs the probes: the image model's last stage."""
 
 
 class _Model(BaseModel):
@@ -84,6 +92,28 @@ class Stage(_Model):
 class Evaluation(_Model):
     max_images: int | None = Field(default=None, ge=1, description="evaluate on the first N gold images")
     report_examples: int = Field(default=4, ge=0, le=16, description="predictions drawn in the report")
+    exemplars: list[int] = Field(
+        default_factory=list,
+        description="probes of the presence stage's checkpoint with k ground-truth exemplar boxes given with "
+        "the phrase (k in 1..4; components.evaluate.probes), each scored beside the text-only headline",
+    )
+    without_presence: bool = Field(
+        default=False,
+        description="a probe of the presence stage's checkpoint scored without the presence factor",
+    )
+
+    @field_validator("exemplars")
+    @classmethod
+    def _exemplar_counts(cls, value: list[int]) -> list[int]:
+        bad = [k for k in value if not 1 <= k <= MAX_EXEMPLARS]
+        if bad:
+            raise ValueError(f"{bad}: exemplar counts go from 1 to {MAX_EXEMPLARS} (0 is the headline)")
+        return sorted(set(value))
+
+    def probes(self) -> list[Probe]:
+        """The probes asked for, in table order."""
+        asked = [Probe(exemplars=k) for k in self.exemplars]
+        return asked + ([Probe(presence=False)] if self.without_presence else [])
 
 
 class Registry(_Model):
@@ -208,8 +238,8 @@ class PipelineConfig(_Model):
         if self.run_id:
             return self.run_id
         trained: dict[str, Any] = {
-            "data": self.data.model_dump(mode="json"),
-            "evaluation": self.evaluation.model_dump(mode="json"),
+            "data": self.data.identity(),
+            "evaluation": self.evaluation.model_dump(mode="json", exclude=set(PROBES)),
             "stages": {
                 name: getattr(self, name).model_dump(mode="json", exclude=NOT_TRAINED)
                 | {"world": [getattr(self, name).resources.nnodes, getattr(self, name).resources.nproc]}

@@ -49,7 +49,7 @@ from components.telemetry import PUSHGATEWAY_ENV
 from components.train.component import train_stage
 from components.train.config import ALIGN_STAGE
 from components.train.placement import RUN_AS_USER, SECRET_ENV, Resources
-from pipeline.config import PipelineConfig, Stage
+from pipeline.config import PROBED_STAGE, PipelineConfig, Stage
 
 PIPELINE_NAME = "sam3-training-pipeline"
 STEP_POD = Resources(cpu=1, memory_gb=2)  # a step's pod unless the config sizes it (train, evaluate)
@@ -146,6 +146,11 @@ def build_pipeline(cfg: PipelineConfig, target: Target = "kubernetes") -> Any:
                             examples=cfg.evaluation.report_examples,
                             size="",
                             base_metrics=base_metrics,
+                            probes=json.dumps(
+                                [p.model_dump() for p in cfg.evaluation.probes()]
+                                if name == PROBED_STAGE
+                                else []
+                            ),
                         ).set_display_name(f"evaluate {name}"),
                         cfg.kubernetes.evaluate,
                     )

@@ -126,16 +126,12 @@ def submit(
     """Start a run of ``cfg`` (or a recurring run on the ``recurring`` cron schedule), unless one exists,
     in ``namespace`` (default: the config's ``kubernetes.namespace``, the only one accepted) as the
     pipeline's service account."""
-    import kfp
-
     if cfg.scheduler != "kubernetes":
         raise ConfigError("submit runs on a cluster: set `scheduler: kubernetes` in the config")
     namespace = namespace_of(cfg, namespace)
     name = run_name(cfg)
-    token = os.environ.get(TOKEN_ENV) or None
-    credentials = None if token or token_path is None else _token_file_credentials(token_path)
     try:
-        client = kfp.Client(host=host, existing_token=token, credentials=credentials, namespace=namespace)
+        client = kfp_client(host, namespace, token_path)
         check_backend(client, host, namespace)
         exp = _experiment(client, experiment, namespace)
         if recurring is None:
@@ -175,6 +171,45 @@ def submit(
         raise
     except Exception as exc:  # the KFP client raises many kinds (connection, HTTP, auth)
         raise LaunchError(f"KFP at {host or 'in-cluster'}: {type(exc).__name__}: {_short(exc)}") from exc
+
+
+def kfp_client(host: str | None, namespace: str, token_path: Path | None = None) -> Any:
+    """A kfp.Client authenticated as the module's docstring says."""
+    import kfp
+
+    token = os.environ.get(TOKEN_ENV) or None
+    credentials = None if token or token_path is None else _token_file_credentials(token_path)
+    return kfp.Client(host=host, existing_token=token, credentials=credentials, namespace=namespace)
+
+
+FINISHED = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
+"""Run states after which a run does nothing more."""
+
+
+def wait_for_runs(
+    run_ids: list[str],
+    host: str | None,
+    namespace: str,
+    *,
+    token_path: Path | None = None,
+    poll_s: float = 60.0,
+    timeout_s: float = 7 * 24 * 3600.0,
+) -> dict[str, str]:
+    """Poll KFP until every run has finished (or ``timeout_s`` passed); run id -> its last state."""
+    import time
+
+    client = kfp_client(host, namespace, token_path)
+    states: dict[str, str] = {}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            states = {run_id: _state(client.get_run(run_id)) for run_id in run_ids}
+        except Exception as exc:  # the KFP client raises many kinds (connection, HTTP, auth)
+            raise LaunchError(f"KFP at {host or 'in-cluster'}: {type(exc).__name__}: {_short(exc)}") from exc
+        if all(s in FINISHED for s in states.values()) or time.monotonic() > deadline:
+            return states
+        log.info("waiting for %d of %d runs", sum(s not in FINISHED for s in states.values()), len(states))
+        time.sleep(poll_s)
 
 
 def _runs_of(client: Any, experiment_id: str, namespace: str, name: str) -> list[tuple[int, Any]]:

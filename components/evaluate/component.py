@@ -18,6 +18,7 @@ def evaluate_stage(
     base_metrics: str,
     metrics: dsl.Output[dsl.Metrics],
     report: dsl.Output[dsl.HTML],
+    probes: str = "[]",
 ) -> str:
     """cgF1, IL_MCC, pmF1 (...) of the checkpoint's predictions (video stages: also on the gold videos;
     the pretrain stage: recognition AUC of its presence logits, overall and by phrase length);
@@ -25,11 +26,15 @@ def evaluate_stage(
 
     ``stage`` "base": the model the run starts from (components.promote.base), at ``size`` (the first
     stage's; "": the size in the checkpoint's config.json). ``base_metrics``: the base's metrics.json,
-    shown beside this stage's in the report ("" without a base)."""
+    shown beside this stage's in the report ("" without a base). ``probes``: a JSON list of
+    components.evaluate.probes.Probe, scored beside the headline into ``eval/probes/`` (exemplar prompts,
+    the score without presence)."""
+    import json
     import logging
     import tempfile
     from pathlib import Path
 
+    from components.evaluate.probes import Probe, evaluate_probes
     from components.evaluate.stage import (
         evaluate_alignment_checkpoint,
         evaluate_checkpoint,
@@ -87,6 +92,21 @@ def evaluate_stage(
                 size=size or None,
                 base=base,
             )
+            asked = [Probe.model_validate(p) for p in json.loads(probes)]
+            probed = evaluate_probes(
+                checkpoint,
+                gold,
+                gold_annotations(config, store, Path(tmp)),
+                store,
+                evaluation_prefix(run_id, stage),
+                asked,
+                max_images=max_images or None,
+                size=size or None,
+                progress=progress,
+            )
+            for probe, scores in probed.items():
+                for name, value in scores.items():
+                    metrics.log_metric(f"{stage}/probe {probe}/{name}", value)
     for name, value in {**evaluation.headline(), **evaluation.diagnostics}.items():
         metrics.log_metric(f"{stage}/{name}", value)
     for words, value in (evaluation.recognition or {}).get("by_length", {}).items():

@@ -120,6 +120,14 @@ def image_records(dataset: str, store: ObjectStore, max_images: int | None = Non
         yield record
 
 
+def trained_with_presence(checkpoint: str, store: ObjectStore) -> bool:
+    """Whether the checkpoint's stage trained its presence head (TrainConfig.presence_head; foreign
+    checkpoints, such as the released one, did): if not, its scores leave the presence factor out."""
+    from components.train.checkpoint import checkpoint_config
+
+    return bool((checkpoint_config(checkpoint, store) or {}).get("presence_head", True))
+
+
 def predict_dataset(
     model: Any,
     resolution: int,
@@ -127,13 +135,16 @@ def predict_dataset(
     *,
     score_threshold: float = 0.05,
     progress: Progress | None = None,
+    presence: bool = True,
 ) -> list[dict[str, Any]]:
     from components.model.predict import predict_records
 
     results: list[dict[str, Any]] = []
     for done, record in enumerate(records, 1):
         results.extend(
-            predict_records(model, [record], resolution=resolution, score_threshold=score_threshold)
+            predict_records(
+                model, [record], resolution=resolution, score_threshold=score_threshold, presence=presence
+            )
         )
         if progress:
             progress("predict", done, len(records))
@@ -189,7 +200,8 @@ def evaluate_checkpoint(
             )
             return StageEvaluation(result, store.uri(metrics_key), html, found, scored, saved.get("video"))
     model, resolution = load_checkpoint_model(checkpoint, store, size)
-    predictions = predict_dataset(model, resolution, records, progress=progress)
+    presence = trained_with_presence(checkpoint, store)
+    predictions = predict_dataset(model, resolution, records, progress=progress, presence=presence)
     with tempfile.TemporaryDirectory(prefix="sam3-eval-") as tmp:
         pred_path = Path(tmp) / "predictions.json"
         pred_path.write_text(json.dumps(predictions))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -23,6 +23,28 @@ class SyntheticData(_Model):
     frames: int = Field(default=12, ge=2)
     size: int = Field(default=224, ge=32)
     seed: int = 0
+    syn_images: int = Field(
+        default=0,
+        ge=0,
+        description="training images of the SYN source: the same domain, a weaker annotator's labels "
+        "(components.synthetic.sources). With SYN or EXT images beside them the clean training images are "
+        "the HQ source (tag hq) and the gold set too; without, they keep the tag syn they always had",
+    )
+    ext_images: int = Field(
+        default=0,
+        ge=0,
+        description="training images of the EXT source: another domain, COCO-style categories (colour and "
+        "shape), no hard negatives of its own (components.synthetic.sources)",
+    )
+
+    def sources(self) -> bool:
+        """Whether the SYN or EXT source is asked for (then the clean images are HQ)."""
+        return bool(self.syn_images or self.ext_images)
+
+    def identity(self) -> dict[str, object]:
+        """What names the generated data: every field, the SYN and EXT counts only when asked for (so the
+        data and run ids of configs without them stay as they were)."""
+        return self.model_dump(mode="json", exclude=set() if self.sources() else {"syn_images", "ext_images"})
 
 
 class Source(_Model):
@@ -39,6 +61,13 @@ class DataConfig(_Model):
     negatives_per_image: int = Field(default=30, ge=0, le=30)
     partitions: int = Field(default=2, ge=1, le=256, description="parallel ingest workers")
     image_check: Literal["structure", "decode"] = "structure"
+
+    def identity(self) -> dict[str, Any]:
+        """This config in the run id (the synthetic data's SYN and EXT counts only when asked for)."""
+        doc = self.model_dump(mode="json")
+        if self.synthetic is not None:
+            doc["synthetic"] = self.synthetic.identity()
+        return doc
 
     def has_videos(self) -> bool:
         """Whether training and gold data both hold videos."""

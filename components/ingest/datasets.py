@@ -31,7 +31,7 @@ GOLD_SUFFIX = "-gold"
 
 
 def synthetic_prefix(syn: SyntheticData) -> str:
-    digest = hashlib.sha256(json.dumps(syn.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps(syn.identity(), sort_keys=True).encode()).hexdigest()[:16]
     return f"raw/synthetic/{digest}"
 
 
@@ -57,6 +57,8 @@ def prepare(cfg: DataConfig, store: ObjectStore, progress: Progress | None = Non
             frames=syn.frames,
             size=syn.size,
             seed=syn.seed,
+            syn_images=syn.syn_images,
+            ext_images=syn.ext_images,
             progress=progress,
         )
         files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "summary.json")
@@ -79,9 +81,17 @@ def source_specs(cfg: DataConfig, store: ObjectStore, split: Literal["train", "g
     listed = cfg.train if split == "train" else cfg.gold
     specs = [SourceSpec.parse(f"{s.tag}={s.path}") for s in listed]
     if cfg.synthetic is not None:
+        from components.synthetic.sources import EXT_SPLIT, SYN_SPLIT
+
         root = store.uri(synthetic_prefix(cfg.synthetic))
         images, videos = ("train", "video_train") if split == "train" else ("gold", "video_gold")
-        specs.append(SourceSpec(tag="syn", path=f"{root}/{images}"))
+        syn = cfg.synthetic
+        # the clean images: SA-Co/HQ beside the SYN and EXT sources; alone, the tag they always had
+        specs.append(SourceSpec(tag="hq" if syn.sources() else "syn", path=f"{root}/{images}"))
+        if split == "train" and syn.syn_images:
+            specs.append(SourceSpec(tag="syn", path=f"{root}/{SYN_SPLIT}"))
+        if split == "train" and syn.ext_images:
+            specs.append(SourceSpec(tag="ext", path=f"{root}/{EXT_SPLIT}"))
         if (cfg.synthetic.videos if split == "train" else cfg.synthetic.gold_videos) > 0:
             specs.append(SourceSpec(tag="video", path=f"{root}/{videos}"))
     return specs

@@ -8,7 +8,8 @@ boolean at the model resolution, crowd and zero-area instances are dropped, a
 negative query has no targets, and each query carries its ``exhaustive`` flag
 (the loss ignores unmatched predictions of a non-exhaustive query). With
 probability ``exemplar_prob`` a positive query also gets one of its
-ground-truth boxes as a positive box exemplar prompt.
+ground-truth boxes as a positive box exemplar prompt; for evaluation with
+exemplars (``exemplars`` k), every positive query gets its first k.
 """
 
 from __future__ import annotations
@@ -158,10 +159,14 @@ def image_datapoint(
     targets: bool = True,
     exemplar_prob: float = 0.0,
     rng: random.Random | None = None,
+    exemplars: int = 0,
 ) -> Any:
     """One official ``Datapoint``: the record's image and one find query per given query.
 
-    ``targets=False`` skips decoding ground truth (for prediction).
+    ``targets=False`` skips decoding ground truth (for prediction). ``exemplars`` k > 0: each
+    positive query carries the boxes of its first k instances (record order) as positive box
+    exemplars with its phrase, as SAM 3's evaluation with exemplar prompts does (a negative pair
+    has no instance to give, so it stays text only).
     """
     ensure_compat()
     from sam3.train.data.sam3_image_dataset import (
@@ -181,6 +186,9 @@ def image_datapoint(
         exemplar = None
         if object_ids and exemplar_prob > 0 and rng is not None and rng.random() < exemplar_prob:
             exemplar = image.objects[rng.choice(object_ids)].bbox.view(1, 4).clone()
+        if exemplars > 0 and query.positive:
+            given = _objects(record, query.instances, resolution)[:exemplars]
+            exemplar = torch.stack([o.bbox for o in given]) if given else None
         find_queries.append(
             FindQueryLoaded(
                 query_text=query.noun_phrase,
@@ -190,7 +198,7 @@ def image_datapoint(
                 is_pixel_exhaustive=True if query.exhaustive else None,
                 query_processing_order=0,
                 input_bbox=exemplar,
-                input_bbox_label=None if exemplar is None else torch.ones(1, dtype=torch.long),
+                input_bbox_label=None if exemplar is None else torch.ones(len(exemplar), dtype=torch.long),
                 inference_metadata=InferenceMetadata(
                     coco_image_id=_int_or(query.origin_id, -1),
                     original_image_id=-1,

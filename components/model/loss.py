@@ -47,8 +47,11 @@ the one-to-many queries (``<key>_o2m``, ``<key>_aux_<i>_o2m``), and two accuraci
 """
 
 
-def build_criterion(weights: LossWeights) -> nn.Module:
-    """The official loss wrapper with these weights (works with or without a process group)."""
+def build_criterion(weights: LossWeights, *, presence: bool = True) -> nn.Module:
+    """The official loss wrapper with these weights (works with or without a process group).
+
+    ``presence`` off: the classification loss as the official model trains without a presence head (every
+    query of every pair supervised, negatives included) and no presence loss."""
     ensure_compat()
     from sam3.train.loss.loss_fns import Boxes, IABCEMdetr, Masks, SemanticSegCriterion
     from sam3.train.loss.sam3_loss import Sam3LossWrapper
@@ -67,11 +70,14 @@ def build_criterion(weights: LossWeights) -> nn.Module:
             Boxes(weight_dict={"loss_bbox": weights.box_l1, "loss_giou": weights.giou}),
             IABCEMdetr(
                 weak_loss=True,
-                weight_dict={"loss_ce": weights.classification, "presence_loss": weights.presence},
+                weight_dict={
+                    "loss_ce": weights.classification,
+                    "presence_loss": weights.presence if presence else 0.0,
+                },
                 pos_weight=10.0,
                 alpha=0.25,
                 gamma=2,
-                use_presence=True,
+                use_presence=presence,
                 pos_focal=False,
             ),
             Masks(

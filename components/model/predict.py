@@ -3,7 +3,8 @@
 One entry per detection: ``{image_id, score, bbox, segmentation}`` where
 ``image_id`` is the (image, noun phrase) pair's id in its source file
 (``query.origin_id``), ``score`` = query probability x presence probability (as
-the official ``Sam3Processor``), ``bbox`` the predicted box as normalised
+the official ``Sam3Processor``; without ``presence``, the query probability
+alone, as the official postprocessor's ``use_presence=False``), ``bbox`` the predicted box as normalised
 [x, y, w, h] (the SA-Co gold files' convention) and ``segmentation`` a COCO
 compressed RLE at the original image size. No ``category_id``: the cgF1
 evaluators match within a pair and ignore categories, and a record does not
@@ -33,12 +34,21 @@ MASK_CHUNK = 16
 
 @torch.inference_mode()
 def predict_records(
-    model: nn.Module, records: list[MediaRecord], *, resolution: int, score_threshold: float = 0.0
+    model: nn.Module,
+    records: list[MediaRecord],
+    *,
+    resolution: int,
+    score_threshold: float = 0.0,
+    presence: bool = True,
+    exemplars: int = 0,
 ) -> list[dict[str, Any]]:
     """Run every text query of every image record; keep detections scoring at least ``score_threshold``.
 
     The model runs in eval mode on its own device, one image (all its queries) per
     forward; its training mode is restored afterwards. Videos are skipped.
+    ``presence`` off: scores leave the presence probability out. ``exemplars`` k: each
+    positive query also carries its first k ground-truth boxes as positive box exemplars
+    (the text prompt plus k exemplars; components.model.batch.image_datapoint).
     """
     was_training = model.training
     model.eval()
@@ -49,7 +59,11 @@ def predict_records(
             if record.kind != "image" or not record.queries:
                 continue
             batch = collate(
-                [image_datapoint(record, record.queries, resolution=resolution, targets=False)],
+                [
+                    image_datapoint(
+                        record, record.queries, resolution=resolution, targets=False, exemplars=exemplars
+                    )
+                ],
                 [q.query_id for q in record.queries],
                 [record.media_id],
             ).to(device)
@@ -61,7 +75,9 @@ def predict_records(
                     raise DataError(
                         f"{query.query_id}: origin_id {query.origin_id!r} is not an integer id"
                     ) from exc
-                results.extend(detections(out, q, pair_id, record.height, record.width, score_threshold))
+                results.extend(
+                    detections(out, q, pair_id, record.height, record.width, score_threshold, presence)
+                )
     finally:
         model.train(was_training)
     log.debug("predicted %d detections for %d records", len(results), len(records))
@@ -69,14 +85,22 @@ def predict_records(
 
 
 def detections(
-    out: dict[str, torch.Tensor], q: int, pair_id: int, height: int, width: int, score_threshold: float
+    out: dict[str, torch.Tensor],
+    q: int,
+    pair_id: int,
+    height: int,
+    width: int,
+    score_threshold: float,
+    presence: bool = True,
 ) -> list[dict[str, Any]]:
     """Detections of find query ``q``.
 
     out: ``pred_logits`` (Q, N, 1), ``presence_logit_dec`` (Q, 1), ``pred_boxes``
     (Q, N, 4) normalised cx, cy, w, h, ``pred_masks`` (Q, N, h, w) mask logits.
     """
-    scores = out["pred_logits"][q, :, 0].sigmoid() * out["presence_logit_dec"][q].sigmoid()
+    scores = out["pred_logits"][q, :, 0].sigmoid()
+    if presence:
+        scores = scores * out["presence_logit_dec"][q].sigmoid()
     keep = torch.nonzero(scores >= score_threshold).flatten()
     if keep.numel() == 0:
         return []

@@ -5,6 +5,8 @@
     out/ontology.json                 the concept graph (components.ontology.Ontology)
     out/train/, out/gold/             SA-Co image format: annotations.json + images/NNNNNN.jpg
     out/video_train/, out/video_gold/ SA-Co video format: annotations.json + images/VVVVV/FFFFF.jpg
+    out/syn_train/                    (``syn_images`` > 0) the SYN source: a weaker annotator's labels
+    out/ext_train/                    (``ext_images`` > 0) the EXT source: another domain, COCO categories
     out/summary.json                  SynthSummary, written last
 
 The same seed and arguments give byte-identical files.
@@ -23,6 +25,7 @@ from components.errors import ConfigError
 from components.synthetic.images import write_image_split
 from components.synthetic.ontology import build_ontology, category_ids
 from components.synthetic.output import write_json
+from components.synthetic.sources import EXT_SPLIT, SYN_SPLIT, write_ext_split, write_syn_split
 from components.synthetic.summary import SplitSummary, SynthParams, SynthSummary
 from components.synthetic.video import write_video_split
 
@@ -30,7 +33,16 @@ __all__ = ["SplitSummary", "SynthParams", "SynthSummary", "generate"]
 
 log = logging.getLogger(__name__)
 
-_OUTPUTS = ("summary.json", "ontology.json", "train", "gold", "video_train", "video_gold")
+_OUTPUTS = (
+    "summary.json",
+    "ontology.json",
+    "train",
+    "gold",
+    "video_train",
+    "video_gold",
+    SYN_SPLIT,
+    EXT_SPLIT,
+)
 
 
 def generate(
@@ -43,12 +55,15 @@ def generate(
     frames: int = 12,
     size: int = 224,
     seed: int = 0,
+    syn_images: int = 0,
+    ext_images: int = 0,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> SynthSummary:
     """Write a synthetic dataset into ``out`` and return (and save) its summary.
 
     ``gold_images`` defaults to ``max(20, images // 4)``, ``gold_videos`` to
-    ``max(4, videos // 2)``. ``progress(split, done, total)`` is called after
+    ``max(4, videos // 2)``. ``syn_images`` and ``ext_images``: the SYN and EXT training sources
+    (components.synthetic.sources; none by default). ``progress(split, done, total)`` is called after
     each image or video. ``out`` may be missing, empty or an earlier output of
     this function (which is replaced); anything else in it is refused.
     """
@@ -79,6 +94,12 @@ def generate(
             out, "gold", count=params.gold_images, size=size, seed=seed, category_ids=ids, progress=progress
         ),
     }
+    if syn_images:
+        splits[SYN_SPLIT] = write_syn_split(
+            out, count=syn_images, size=size, seed=seed, category_ids=ids, progress=progress
+        )
+    if ext_images:
+        splits[EXT_SPLIT] = write_ext_split(out, count=ext_images, size=size, seed=seed, progress=progress)
     for split, count in (("video_train", params.videos), ("video_gold", params.gold_videos)):
         splits[split] = write_video_split(
             out,

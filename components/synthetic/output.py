@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-STREAMS = {"train": 1, "gold": 2, "video_train": 3, "video_gold": 4}
+STREAMS = {"train": 1, "gold": 2, "video_train": 3, "video_gold": 4, "syn_train": 5, "ext_train": 6}
 """Each split draws from its own random stream, so one split's size never changes another's content."""
 
 JPEG_QUALITY = 90

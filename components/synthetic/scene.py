@@ -13,7 +13,7 @@ earlier ones, and no object is left less than ``MIN_VISIBLE`` visible.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -184,8 +184,12 @@ def visible_masks(masks: Sequence[np.ndarray]) -> list[np.ndarray]:
     return out[::-1]
 
 
-def sample_scene(rng: np.random.Generator, size: int) -> Scene:
-    """A size x size image with 3-6 objects, each at least ``MIN_VISIBLE`` visible."""
+Backdrop = Callable[[np.random.Generator, int, int], np.ndarray]
+
+
+def sample_scene(rng: np.random.Generator, size: int, backdrop: Backdrop | None = None) -> Scene:
+    """A size x size image with 3-6 objects, each at least ``MIN_VISIBLE`` visible, on ``backdrop``
+    (default: ``background``; the EXT source draws another domain's, components.synthetic.sources)."""
     wanted = int(rng.integers(3, 7))
     styles: list[ObjectStyle] = []
     centres: list[tuple[float, float]] = []
@@ -204,7 +208,7 @@ def sample_scene(rng: np.random.Generator, size: int) -> Scene:
                 masks.append(mask)
                 visible = [*still, mask]
                 break
-    canvas = background(rng, size, size)
+    canvas = (backdrop or background)(rng, size, size)
     for style, centre, mask in zip(styles, centres, masks, strict=True):
         paint(canvas, mask, style, centre)
     objects = tuple(

@@ -69,6 +69,14 @@ class TrainConfig(BaseModel):
     )
     sources: dict[str, float] = Field(default_factory=lambda: {"hq": 1.0, "syn": 1.0, "ext": 1.0})
     exemplar_prob: float = Field(default=0.0, ge=0, le=1, description="chance a query gets a box exemplar")
+    presence_head: bool = Field(
+        default=True,
+        description="off: train and score without the presence head, as SAM 3's ablation does: the official "
+        "classification loss then supervises every query of every pair, negatives included (IABCEMdetr "
+        "use_presence=False, no presence loss), and a detection's score is its query's probability alone "
+        "(components.model.predict). The presence token stays built (the state dict is the same either way) "
+        "and is read by nothing that scores",
+    )
     max_queries_per_image: int = Field(default=8, ge=1)
     positive_fraction: float | None = Field(
         default=0.5, ge=0, le=1, description="share of sampled queries drawn from positives (None: uniform)"

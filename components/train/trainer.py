@@ -118,7 +118,9 @@ class Trainer:
         optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.stage, cfg.steps)
         start = self.restore_or_init(model, optimizer, scheduler)
         self.history = TrainingHistory.resume(self.store, cfg.run_id, cfg.stage, start)
-        criterion = Criteria(build_criterion(cfg.loss), self.tracker_criterion(), cfg.align_loss)
+        criterion = Criteria(
+            build_criterion(cfg.loss, presence=cfg.presence_head), self.tracker_criterion(), cfg.align_loss
+        )
         # video stages: DDP goes around model + loss (components.model.loss.WithLoss), so that it finds the
         # parameters each step uses from the loss itself (clip steps skip the text encoder, image steps the
         # tracker); image stages: some heads (semantic seg, an unused FPN level) never reach the loss, the

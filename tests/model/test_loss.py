@@ -101,3 +101,20 @@ def test_tiny_model_overfits_two_images(records: list[MediaRecord]) -> None:
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < 0.5 * losses[0], losses
     assert min(losses[-5:]) < 0.9 * min(losses[2:10]), losses  # still learning after the first drop
+
+
+def test_without_the_presence_head_no_presence_loss_and_every_query_is_classified(
+    records: list[MediaRecord],
+) -> None:
+    """TrainConfig.presence_head off: the official loss as trained without a presence head."""
+    batch = _batch(records)
+    terms = {}
+    for presence in (True, False):
+        torch.manual_seed(0)
+        model = build_model("tiny112").train()
+        total, terms[presence] = forward_and_loss(
+            model, batch, build_criterion(LossWeights(), presence=presence)
+        )
+        assert math.isfinite(total.item())
+    assert terms[True]["presence_loss"] > 0 and terms[False]["presence_loss"] == 0
+    assert terms[False]["loss_ce"] != pytest.approx(terms[True]["loss_ce"])  # negatives' queries now count

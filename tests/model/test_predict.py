@@ -53,3 +53,32 @@ def test_pairs_need_integer_ids(tiny_model: nn.Module, records: list[MediaRecord
     record.queries[0].origin_id = "pair-seven"
     with pytest.raises(DataError, match="pair-seven"):
         predict_records(tiny_model, [record], resolution=TINY_RESOLUTION)
+
+
+def test_without_presence_scores_are_the_query_probabilities(
+    tiny_model: nn.Module, records: list[MediaRecord]
+) -> None:
+    """The presence head off at evaluation (SAM 3's ablation): a score no longer carries the presence factor,
+    so it is at least as high as with it, detection by detection."""
+    with_presence = predict_records(tiny_model, records[:1], resolution=TINY_RESOLUTION)
+    without = predict_records(tiny_model, records[:1], resolution=TINY_RESOLUTION, presence=False)
+    assert [r["bbox"] for r in with_presence] == [r["bbox"] for r in without]
+    assert all(b["score"] >= a["score"] for a, b in zip(with_presence, without, strict=True))
+    assert any(b["score"] > a["score"] for a, b in zip(with_presence, without, strict=True))
+
+
+def test_exemplars_change_the_positive_pairs_predictions_only(
+    tiny_model: nn.Module, records: list[MediaRecord]
+) -> None:
+    """k = 1 ground-truth box with the phrase: the positive pairs' detections change (the prompt now holds a
+    box), the negative pairs' stay as with text alone (they have no instance to give)."""
+    record = records[0]
+    positives = {int(q.origin_id) for q in record.queries if q.positive}
+    assert positives and len(positives) < len(record.queries)
+    text = predict_records(tiny_model, [record], resolution=TINY_RESOLUTION)
+    boxed = predict_records(tiny_model, [record], resolution=TINY_RESOLUTION, exemplars=1)
+    assert [a["image_id"] for a in text] == [b["image_id"] for b in boxed]
+    changed = {
+        a["image_id"] for a, b in zip(text, boxed, strict=True) if a["score"] != pytest.approx(b["score"])
+    }
+    assert changed == positives
