@@ -383,9 +383,28 @@ def _mask_head_class() -> type[nn.Module]:
             super().__init__(*args, **kwargs)
             self.levels = levels
 
-        def forward(self, backbone_feats: list[torch.Tensor], *args: Any, **kwargs: Any) -> Any:
+        # the parent's parameters by name: Meta's activation-checkpoint wrapper maps keyword arguments
+        # onto this signature
+        def forward(
+            self,
+            backbone_feats: list[torch.Tensor],
+            obj_queries: torch.Tensor,
+            image_ids: torch.Tensor,
+            encoder_hidden_states: torch.Tensor | None = None,
+            prompt: torch.Tensor | None = None,
+            prompt_mask: torch.Tensor | None = None,
+            **kwargs: Any,
+        ) -> Any:
             if self.levels is not None:
                 backbone_feats = backbone_feats[-self.levels :]
-            return super().forward(backbone_feats, *args, **kwargs)
+            return super().forward(
+                backbone_feats,
+                obj_queries,
+                image_ids,
+                encoder_hidden_states=encoder_hidden_states,
+                prompt=prompt,
+                prompt_mask=prompt_mask,
+                **kwargs,
+            )
 
     return MaskHead
