@@ -37,12 +37,12 @@ import torch.nn.functional as F
 from pycocotools import mask as mask_utils
 
 from components.errors import DataError
+from components.masks import encode
 from components.model.batch import resize_mask
 from components.model.clips import Masklet, decode_frames, full_mask, mask_at, object_masks
 from components.model.tracker_io import Prompt
 from components.model.video import Sam3VideoModel
 from components.schemas import MediaRecord, Query
-from components.synthetic.masks import encode
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ from components.evaluate.records import (
 )
 from components.evaluate.regions import mask_list
 from components.evaluate.result import EvaluationResult
-from components.evaluate.rle import empty_rle
+from components.masks import empty_rle
 
 logger = logging.getLogger(__name__)
 

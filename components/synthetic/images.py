@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from components.synthetic import masks
+from components import masks
 from components.synthetic.output import item_rng, save_jpeg, write_json
 from components.synthetic.queries import Query, gold_queries, train_queries
 from components.synthetic.scene import Scene, sample_scene

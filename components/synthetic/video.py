@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from components import masks
 from components.errors import DataError
-from components.synthetic import masks
 from components.synthetic.output import item_rng, save_jpeg, write_json
 from components.synthetic.queries import Query, gold_queries, train_queries
 from components.synthetic.scene import (

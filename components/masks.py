@@ -1,11 +1,13 @@
-"""COCO run-length encodings: check them before pycocotools sees them, and normalise them.
+"""Masks as COCO run-length encodings: checking, converting, encoding; ingest and evaluation share it.
 
-pycocotools trusts its input: a compressed RLE string whose last character asks for
-more digits makes it read past the end of the string (it hangs or crashes), and run
-lengths that do not add up to height x width give silently wrong areas. So every
-mask is checked here first, all at once: the compressed strings of a whole file are
-decoded together with numpy (a few vectorised passes over their characters, in
-chunks; no Python loop per mask), following the format pycocotools' ``rleFrString`` reads:
+pycocotools converts (polygons and run-length lists to compressed strings), encodes,
+measures (area, box) and compares masks. It trusts its input, though: a compressed
+string whose last character asks for more digits makes it read past the end of the
+string (it hangs or crashes), and run lengths that do not add up to height x width
+give silently wrong areas. So every mask from outside is checked here first. The
+compressed strings of a whole file are decoded together with numpy (a few vectorised
+passes over their characters, in chunks; no Python loop per mask), following the
+format pycocotools' ``rleFrString`` reads:
 
 - each character is ``48 + six bits``; a value is a little-endian group of 5-bit
   digits, the 0x20 bit of a character says another digit follows, and the 0x10 bit
@@ -32,35 +34,43 @@ _CHUNK_CHARS = 1 << 21  # masks are checked in chunks of about this many charact
 _DIGIT_VALUE = np.array([((v & 0x1F) ^ 0x10) - 0x10 for v in range(64)], dtype=np.int64)
 
 
-def compressed_rles_ok(blob: bytes, offsets: np.ndarray, areas: np.ndarray) -> np.ndarray:
-    """Which compressed RLE strings decode to run lengths that tile a mask of the given area.
+def compressed_rle_pixels(blob: bytes, offsets: np.ndarray) -> np.ndarray:
+    """The pixels each compressed RLE string covers (the sum of its run lengths), -1 where malformed.
 
     blob: N compressed ``counts`` strings back to back, string i is
-    ``blob[offsets[i]:offsets[i + 1]]``; areas: (N,) height x width.
-    Returns (N,) bool: every run length in [0, 2**32) and their sum equal to the area.
+    ``blob[offsets[i]:offsets[i + 1]]``. Malformed: a character outside '0'..'o', a group
+    that runs past the end of its string or over 7 digits, a run outside [0, 2**32).
     """
     offsets = np.asarray(offsets, dtype=np.int64)
     n = len(offsets) - 1
-    areas = np.asarray(areas, dtype=np.int64)
     chars = np.frombuffer(blob, dtype=np.uint8)
-    ok = np.empty(n, dtype=bool)
+    pixels = np.empty(n, dtype=np.int64)
     bounds = np.searchsorted(offsets[1:], np.arange(_CHUNK_CHARS, int(offsets[-1]), _CHUNK_CHARS))
     edges = [0, *np.unique(bounds[bounds > 0]).tolist(), n]
     for a, b in itertools.pairwise(edges):
         if b > a:
-            ok[a:b] = _check_chunk(
-                chars[offsets[a] : offsets[b]], offsets[a : b + 1] - offsets[a], areas[a:b]
-            )
-    return ok
+            pixels[a:b] = _chunk_pixels(chars[offsets[a] : offsets[b]], offsets[a : b + 1] - offsets[a])
+    return pixels
 
 
-def _check_chunk(chars: np.ndarray, offsets: np.ndarray, areas: np.ndarray) -> np.ndarray:
+def compressed_rles_ok(blob: bytes, offsets: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    """(N,) bool: which compressed RLE strings (as ``compressed_rle_pixels`` takes them) are well formed
+    and tile a mask of ``areas[i]`` (height x width) pixels."""
+    return compressed_rle_pixels(blob, offsets) == np.asarray(areas, dtype=np.int64)
+
+
+def rle_pixels(counts: bytes) -> int:
+    """The pixels one compressed RLE string covers, -1 when it is malformed."""
+    return int(compressed_rle_pixels(counts, np.array([0, len(counts)]))[0])
+
+
+def _chunk_pixels(chars: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     n = len(offsets) - 1
     lengths = np.diff(offsets)
     ok = np.ones(n, dtype=bool)
     nonempty = lengths > 0
     if not nonempty.any():
-        return areas == 0
+        return np.zeros(n, dtype=np.int64)
     start = offsets[:-1]
     last = (start + lengths - 1)[nonempty]
     digits = chars - np.uint8(48)  # wraps below '0'
@@ -103,8 +113,8 @@ def _check_chunk(chars: np.ndarray, offsets: np.ndarray, areas: np.ndarray) -> n
     values[group_start] = 0
     total = np.zeros(n, dtype=np.int64)
     total[nonempty] = first_value
-    negative_run = np.zeros(n, dtype=bool)
-    negative_run[nonempty] = first_value < 0
+    bad_run = np.zeros(n, dtype=bool)
+    bad_run[nonempty] = (first_value < 0) | (first_value >= _UINT32_LIMIT)
     group_end = group_start + n_groups[nonempty]
     for parity in (0, 1):
         # every mask's same-parity groups sit in one of these two strided views, contiguous
@@ -116,23 +126,42 @@ def _check_chunk(chars: np.ndarray, offsets: np.ndarray, areas: np.ndarray) -> n
         raw = np.add.reduceat(view, lo)
         view[lo[1:]] -= raw[:-1]  # the running sum restarts at each mask
         runs = np.cumsum(view, out=view)
-        negative_run[owner] |= np.minimum.reduceat(runs, lo) < 0
+        out_of_range = (np.minimum.reduceat(runs, lo) < 0) | (np.maximum.reduceat(runs, lo) >= _UINT32_LIMIT)
+        bad_run[owner] |= out_of_range
         total[owner] += np.add.reduceat(runs, lo)
-    return ok & ~negative_run & (total == areas)
+    return np.where(ok & ~bad_run, total, -1)
+
+
+def uncompressed_rle_pixels(counts: Sequence[int]) -> int:
+    """The pixels an uncompressed RLE (a list of run lengths) covers, -1 unless every run is an integer in
+    [0, 2**32)."""
+    if len(counts) == 0:
+        return 0
+    try:
+        runs = np.asarray(counts)
+    except (TypeError, ValueError):  # ragged
+        return -1
+    if runs.ndim != 1 or runs.dtype.kind not in "iu" or runs.min() < 0 or runs.max() >= _UINT32_LIMIT:
+        return -1
+    return int(runs.sum(dtype=np.int64))
 
 
 def uncompressed_rle_ok(counts: Sequence[int], area: int) -> bool:
     """An uncompressed RLE (a list of run lengths) tiles a mask of ``area`` pixels."""
-    runs = np.asarray(counts, dtype=np.int64)
-    return bool(runs.ndim == 1 and (runs >= 0).all() and (runs < _UINT32_LIMIT).all() and runs.sum() == area)
+    return uncompressed_rle_pixels(counts) == area
 
 
 def polygon_ok(polygons: Sequence[Sequence[float]]) -> bool:
-    """COCO polygons: a non-empty list of rings, each an even number (>= 6) of finite coordinates."""
+    """COCO polygons: a non-empty list of rings, each a list of an even number (>= 6) of finite numbers."""
     if len(polygons) == 0:
         return False
     for ring in polygons:
-        if len(ring) < 6 or len(ring) % 2 or not np.isfinite(np.asarray(ring, dtype=np.float64)).all():
+        if not isinstance(ring, list | tuple) or len(ring) < 6 or len(ring) % 2:
+            return False
+        try:
+            if not np.isfinite(np.asarray(ring, dtype=np.float64)).all():
+                return False
+        except (TypeError, ValueError):  # not numbers
             return False
     return True
 
@@ -145,19 +174,29 @@ def to_compressed(segmentation: Any, height: int, width: int) -> dict[str, Any]:
 
 
 def empty_rle(height: int, width: int) -> dict[str, Any]:
-    """An all-background mask (a masklet's frame where the object is absent)."""
-    return {"size": [height, width], "counts": _empty_counts(height * width)}
+    """An all-background mask (a masklet's frame where the object is absent), compressed: one run."""
+    return dict(mask_utils.frPyObjects({"size": [height, width], "counts": [height * width]}, height, width))
 
 
-def _empty_counts(area: int) -> bytes:
-    out = bytearray()
-    more = True
-    x = area
-    while more:
-        c = x & 0x1F
-        x >>= 5
-        more = x != -1 if c & 0x10 else x != 0
-        if more:
-            c |= 0x20
-        out.append(c + 48)
-    return bytes(out)
+def area(rle: dict[str, Any]) -> int:
+    """Foreground pixels of a checked compressed RLE."""
+    return int(mask_utils.area(rle))
+
+
+def encode(mask: np.ndarray) -> dict[str, object]:
+    """COCO compressed RLE of a boolean (H, W) mask: ``{"size": [h, w], "counts": str}``."""
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    counts = rle["counts"]
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": counts.decode("ascii")}
+
+
+def box_xywh(rle: dict[str, object]) -> list[float]:
+    """Tight [x, y, w, h] box of an RLE mask, in pixels."""
+    coco = {"size": rle["size"], "counts": str(rle["counts"]).encode("ascii")}
+    return [float(v) for v in mask_utils.toBbox(coco)]
+
+
+def normalised(box: list[float], width: int, height: int) -> list[float]:
+    """A pixel [x, y, w, h] box divided by the image size, rounded to 6 decimals."""
+    x, y, w, h = box
+    return [round(x / width, 6), round(y / height, 6), round(w / width, 6), round(h / height, 6)]
