@@ -183,11 +183,28 @@ def area(rle: dict[str, Any]) -> int:
     return int(mask_utils.area(rle))
 
 
+AREA_CHUNK = 255
+"""pycocotools 2.0.11 ``area`` fails on more than 255 masks in one call (its count overflows a uint8)."""
+
+
+def areas(rles: Sequence[dict[str, Any]]) -> np.ndarray:
+    """(N,) foreground pixels of checked compressed RLEs, ``mask_utils.area`` in chunks it can take."""
+    parts = [mask_utils.area(list(rles[i : i + AREA_CHUNK])) for i in range(0, len(rles), AREA_CHUNK)]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
 def encode(mask: np.ndarray) -> dict[str, object]:
     """COCO compressed RLE of a boolean (H, W) mask: ``{"size": [h, w], "counts": str}``."""
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     counts = rle["counts"]
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": counts.decode("ascii")}
+
+
+def encode_frames(masks: np.ndarray) -> list[dict[str, Any]]:
+    """Compressed RLEs (``counts`` as bytes, as pycocotools gives them) of each mask of a (T, H, W) stack, or
+    of one (H, W) mask."""
+    stack = masks[None] if masks.ndim == 2 else masks
+    return list(mask_utils.encode(np.asfortranarray(stack.transpose(1, 2, 0).astype(np.uint8))))
 
 
 def box_xywh(rle: dict[str, object]) -> list[float]:
