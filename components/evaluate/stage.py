@@ -32,13 +32,11 @@ from components.errors import DataError
 from components.evaluate.cgf1 import evaluate_images
 from components.evaluate.diagnostics import diagnostics
 from components.evaluate.result import EvaluationResult, headline, recognition_headline
+from components.progress import Progress
 from components.schemas import MediaRecord
 from components.storage import ObjectStore
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]
-
 
 @dataclass
 class StageEvaluation:

@@ -27,7 +27,7 @@ components.evaluate.video.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -43,11 +43,10 @@ from components.model.batch import resize_mask
 from components.model.clips import Masklet, decode_frames, full_mask, mask_at, object_masks
 from components.model.tracker_io import Prompt
 from components.model.video import Sam3VideoModel
+from components.progress import Progress
 from components.schemas import MediaRecord, Query
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]
 
 
 def pair_ids(query: Query) -> tuple[int, int]:
