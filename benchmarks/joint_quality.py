@@ -86,7 +86,7 @@ def score(
         **{f"image_{k}": v for k, v in images.headline().items()},
         "recognition_auc": images.diagnostics["recognition_auc"],
         "top_detection_iou": images.diagnostics["top_detection_iou"],
-        **videos["headline"],
+        **videos.headline.metrics(),
     }
 
 

@@ -39,9 +39,3 @@ class ConditionFailed(StorageError):
 
 class LaunchError(Sam3Error):
     """A training job could not be launched or failed."""
-
-
-class GateError(Sam3Error):
-    """A quality gate stopped promotion."""
-
-    exit_code = 3

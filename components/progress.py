@@ -1,12 +1,16 @@
-"""Progress of long steps as log lines (inside pipeline steps there is no terminal for bars)."""
+"""Progress of long steps: the callback type every long step takes, and one that writes log lines (inside
+pipeline steps there is no terminal for bars; the CLI draws bars, pipeline/commands/progress.py)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 
+Progress = Callable[[str, int, int], None]
+"""A long step's progress callback: ``progress(stage, done, total)``."""
 
-def log_progress(logger: logging.Logger, every: float = 0.1) -> Callable[[str, int, int], None]:
+
+def log_progress(logger: logging.Logger, every: float = 0.1) -> Progress:
     """A ``progress(stage, done, total)`` callback that logs each stage at about every 10%."""
     reported: dict[str, int] = {}
 

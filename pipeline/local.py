@@ -46,7 +46,7 @@ def run_local(cfg: PipelineConfig, store: ObjectStore, workdir: Path) -> Outcome
     log_path = workdir / "logs" / f"{cfg.effective_run_id()}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"full log: {log_path}", file=sys.stderr)
-    with log_path.open("w") as full, contextlib.redirect_stdout(Progress(full, sys.stderr)):
+    with log_path.open("w") as full, contextlib.redirect_stdout(ConsoleFilter(full, sys.stderr)):
         pipeline()
     outcome = latest_outcome(store, cfg.effective_run_id(), since=started)
     if outcome is None:
@@ -65,7 +65,7 @@ def latest_outcome(store: ObjectStore, run_id: str, since: float = 0.0) -> Outco
     return max(fresh, key=lambda o: o.finished_at) if fresh else None
 
 
-class Progress(io.TextIOBase):
+class ConsoleFilter(io.TextIOBase):
     """A stdout for kfp.local: every line to the log file, the lines that tell progress to the console."""
 
     SHOWN = re.compile(

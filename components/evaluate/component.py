@@ -35,6 +35,7 @@ def evaluate_stage(
     from pathlib import Path
 
     from components.evaluate.probes import Probe, evaluate_probes
+    from components.evaluate.result import VideoEvaluation
     from components.evaluate.stage import (
         evaluate_alignment_checkpoint,
         evaluate_checkpoint,
@@ -73,7 +74,7 @@ def evaluate_stage(
         progress = log_progress(logging.getLogger(f"evaluate[{stage}]"))
         with tempfile.TemporaryDirectory(prefix="sam3-gold-") as tmp:
 
-            def videos() -> dict:
+            def videos() -> VideoEvaluation:
                 truth = gold_video_annotations(config, store, Path(tmp))
                 return evaluate_video_checkpoint(checkpoint, gold, truth, store, progress)
 
@@ -113,8 +114,8 @@ def evaluate_stage(
         metrics.log_metric(f"{stage}/recognition_AUC_{words}_words", value)
     for name, scores in evaluation.references.items():
         metrics.log_metric(f"{stage}/reference {name}/cgF1", scores["cgF1"])
-    for name, scores in (evaluation.video or {}).get("references", {}).items():
-        for key, value in scores.items():
+    for name, tracker in (evaluation.video.references if evaluation.video else {}).items():
+        for key, value in tracker.model_dump().items():
             metrics.log_metric(f"{stage}/reference {name}/{key}", value)
     Path(report.path).write_text(evaluation.report_html)
     return evaluation.metrics_uri

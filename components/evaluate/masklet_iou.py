@@ -3,7 +3,10 @@
 The IoU of two masklets is the sum over frames of their intersections over the sum
 over frames of their unions, 1 when both are empty in every frame: the definition
 of ``sam3.eval.ytvis_eval``, which merges masks pairwise frame by frame; here each
-frame is one pycocotools call for all (detection, ground truth) pairs at once.
+frame is one pycocotools call for all (detection, ground truth) pairs at once. The
+video evaluation (components.evaluate.video) and the tracker's own measures
+(components.evaluate.tracking: masklet and cross-object IoU, which detections start
+a new masklet) both use it; a one-frame masklet's IoU is the mask IoU.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import pycocotools.mask as mask_utils
+
+from components.masks import areas
 
 
 def masklet_iou(
@@ -33,6 +38,12 @@ def masklet_iou(
         inter += np.rint(iou * both / (1.0 + iou)).astype(np.int64)
     union = area_d.sum(axis=1)[:, None] + area_g.sum(axis=1)[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+
+def masklet_ious(d: list[list[Any]], g: list[list[Any]]) -> np.ndarray:
+    """(D, G) masklet IoU of D and G masklets, each a list of T checked compressed RLEs (``masklet_iou``
+    with the areas measured here)."""
+    return masklet_iou(d, [areas(m) for m in d], g, [areas(m) for m in g])
 
 
 def tracklet_iou(d: np.ndarray, g: np.ndarray) -> np.ndarray:

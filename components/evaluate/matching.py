@@ -10,11 +10,8 @@ enough pairs for it to pay.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 from collections.abc import Callable, Sequence
 from functools import cache, partial
-from pathlib import Path
 
 import numpy as np
 
@@ -41,30 +38,14 @@ def matched_ious(ious: np.ndarray) -> np.ndarray:
 
 @cache
 def linear_sum_assignment() -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """scipy's ``linear_sum_assignment``, without importing all of ``scipy.optimize``.
+    """scipy's ``scipy.optimize.linear_sum_assignment``, imported on first use.
 
-    The function is the ``scipy.optimize._lsap`` extension; importing it through its
-    package costs about 0.3 s of start-up (linear programming, minimisers, ...) for
-    one C function, so the extension is loaded from its file. Any surprise (another
-    scipy layout) falls back to the ordinary import.
+    Importing ``scipy.optimize`` takes a few tenths of a second, so the evaluator asks for it while its
+    input files load (``cgf1._load``) and not at all when no pair needs an assignment.
     """
-    try:
-        spec = importlib.util.find_spec("scipy")  # locates the package without importing it
-        assert spec is not None and spec.submodule_search_locations
-        folder = Path(next(iter(spec.submodule_search_locations))) / "optimize"
-        path = str(next(p for p in folder.glob("_lsap.*") if p.suffix in (".so", ".pyd")))
-        loader = importlib.machinery.ExtensionFileLoader("scipy.optimize._lsap", path)
-        module_spec = importlib.util.spec_from_file_location("scipy.optimize._lsap", path, loader=loader)
-        assert module_spec is not None
-        module = importlib.util.module_from_spec(module_spec)
-        loader.exec_module(module)
-        solver: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] = module.linear_sum_assignment
-        return solver
-    except Exception:  # pragma: no cover - depends on the installed scipy
-        import scipy.optimize
+    from scipy.optimize import linear_sum_assignment as solve
 
-        fallback: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] = scipy.optimize.linear_sum_assignment
-        return fallback
+    return solve
 
 
 def true_positives(

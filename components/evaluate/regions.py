@@ -18,7 +18,7 @@ import pycocotools.mask as mask_utils
 
 from components.errors import DataError
 from components.evaluate.records import IouType
-from components.evaluate.rle import compressed_rles_ok, polygon_ok, to_compressed, uncompressed_rle_ok
+from components.masks import compressed_rles_ok, polygon_ok, to_compressed, uncompressed_rle_ok
 
 Fail = Callable[[int, str], DataError]
 """(record index, problem) -> the error to raise."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -84,6 +84,61 @@ class EvaluationResult(BaseModel):
     def to_json_dict(self) -> dict[str, object]:
         """The document as written to METRICS.json (``@`` keys included)."""
         return self.model_dump(mode="json", by_alias=True)
+
+
+class _OmitsUnmeasured(BaseModel):
+    """Scores whose optional fields are left out of the JSON, not null, when not measured (documents written
+    before a score existed keep their form)."""
+
+    model_config = _FROZEN
+
+    @model_serializer(mode="wrap")
+    def _omit_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class TrackingScores(_OmitsUnmeasured):
+    """The tracker alone, every ground-truth object prompted with its true first-visible mask
+    (components.evaluate.tracking.prompted_masklets)."""
+
+    tracking_cgF1: float
+    masklet_IoU: float = Field(description="mean masklet IoU of the tracked objects")
+    cross_object_IoU: float | None = Field(
+        default=None, description="IoU of the masks given to two objects on a frame (1: the same mask)"
+    )
+
+
+class VideoHeadline(_OmitsUnmeasured):
+    """The gated video numbers: end to end (detector + tracker), then the tracker alone."""
+
+    video_cgF1: float
+    video_IL_MCC: float
+    video_pmF1: float
+    tracking_cgF1: float
+    masklet_IoU: float
+    cross_object_IoU: float | None = None
+
+    def metrics(self) -> dict[str, float]:
+        """As gates, model cards and summaries carry them (``video_cgF1``, ...)."""
+        return {k: float(v) for k, v in self.model_dump().items()}
+
+
+class VideoEvaluation(BaseModel):
+    """A video stage's evaluation on the gold videos: the ``video`` section of its metrics.json."""
+
+    model_config = _FROZEN
+
+    result: EvaluationResult = Field(description="end to end: detect on every frame, track new objects")
+    headline: VideoHeadline
+    references: dict[str, TrackingScores] = Field(
+        description='trackers to compare with, prompted the same way ("copy last mask")'
+    )
+    videos: int
+    tracked_objects: int
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The section as written to metrics.json."""
+        return {"result": self.result.to_json_dict(), **self.model_dump(mode="json", exclude={"result"})}
 
 
 HEADLINE = ("cgF1", "IL_MCC", "pmF1", "cgF1@0.5", "cgF1@0.75")

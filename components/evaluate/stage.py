@@ -31,13 +31,19 @@ from components.dataset import Dataset
 from components.errors import DataError
 from components.evaluate.cgf1 import evaluate_images
 from components.evaluate.diagnostics import diagnostics
-from components.evaluate.result import EvaluationResult, headline, recognition_headline
+from components.evaluate.result import (
+    EvaluationResult,
+    TrackingScores,
+    VideoEvaluation,
+    VideoHeadline,
+    headline,
+    recognition_headline,
+)
+from components.progress import Progress
 from components.schemas import MediaRecord
 from components.storage import ObjectStore
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -47,14 +53,14 @@ class StageEvaluation:
     report_html: str
     diagnostics: dict[str, float]
     references: dict[str, dict[str, float]]
-    video: dict[str, Any] | None = None
+    video: VideoEvaluation | None = None  # video stages: the gold videos' evaluation
     recognition: dict[str, Any] | None = None  # the pretrain stage's (components.evaluate.recognition)
 
     def headline(self) -> dict[str, float]:
         """The gated numbers: the image headline (and the video one), or the pretrain stage's recognition."""
         if self.result is None:
             return recognition_headline(self.recognition or {})
-        return headline(self.result.to_json_dict()) | (self.video["headline"] if self.video else {})
+        return headline(self.result.to_json_dict()) | (self.video.headline.metrics() if self.video else {})
 
 
 def checkpoint_size(checkpoint: str, store: ObjectStore, size: str | None = None) -> str:
@@ -171,7 +177,7 @@ def evaluate_checkpoint(
     examples: int = 4,
     progress: Progress | None = None,
     references: Mapping[str, list[dict[str, Any]]] | None = None,
-    video: Callable[[], dict[str, Any]] | None = None,
+    video: Callable[[], VideoEvaluation] | None = None,
     history: dict[str, Any] | None = None,
     size: str | None = None,
     base: dict[str, Any] | None = None,
@@ -198,7 +204,8 @@ def evaluate_checkpoint(
             html = render_report(
                 result, found, records, predictions, checkpoint, examples, scored, history=history, base=base
             )
-            return StageEvaluation(result, store.uri(metrics_key), html, found, scored, saved.get("video"))
+            videos = VideoEvaluation.model_validate(saved["video"]) if "video" in saved else None
+            return StageEvaluation(result, store.uri(metrics_key), html, found, scored, videos)
     model, resolution = load_checkpoint_model(checkpoint, store, size)
     presence = trained_with_presence(checkpoint, store)
     predictions = predict_dataset(model, resolution, records, progress=progress, presence=presence)
@@ -229,7 +236,7 @@ def evaluate_checkpoint(
         "references": scored,
     }
     if videos is not None:
-        doc["video"] = videos
+        doc["video"] = videos.to_json_dict()
     store.put_json(metrics_key, doc)  # last: the commit
     return StageEvaluation(result, store.uri(metrics_key), html, found, scored, videos)
 
@@ -275,7 +282,7 @@ def video_records(dataset: str, store: ObjectStore) -> list[MediaRecord]:
 
 def evaluate_video_checkpoint(
     checkpoint: str, gold: str, ground_truth: Path, store: ObjectStore, progress: Progress | None = None
-) -> dict[str, Any]:
+) -> VideoEvaluation:
     """Video metrics of a video stage's checkpoint on the gold videos (components.evaluate.tracking).
 
     ``headline``: end to end (detector + tracker) ``video_cgF1``, ``video_IL_MCC``, ``video_pmF1``;
@@ -304,26 +311,26 @@ def evaluate_video_checkpoint(
         tracking = score(tracked.results, tmp, "tracked")
         copying = score(copied.results, tmp, "copied")
     e2e = headline(end_to_end.to_json_dict())
-    return {
-        "result": end_to_end.to_json_dict(),
-        "headline": {
-            "video_cgF1": e2e["cgF1"],
-            "video_IL_MCC": e2e["IL_MCC"],
-            "video_pmF1": e2e["pmF1"],
-            "tracking_cgF1": tracking.cgF1,
-            "masklet_IoU": tracked.masklet_iou,
-            "cross_object_IoU": tracked.cross_object_iou,
+    return VideoEvaluation(
+        result=end_to_end,
+        headline=VideoHeadline(
+            video_cgF1=e2e["cgF1"],
+            video_IL_MCC=e2e["IL_MCC"],
+            video_pmF1=e2e["pmF1"],
+            tracking_cgF1=tracking.cgF1,
+            masklet_IoU=tracked.masklet_iou,
+            cross_object_IoU=tracked.cross_object_iou,
+        ),
+        references={
+            "copy last mask": TrackingScores(
+                tracking_cgF1=copying.cgF1,
+                masklet_IoU=copied.masklet_iou,
+                cross_object_IoU=copied.cross_object_iou,
+            )
         },
-        "references": {
-            "copy last mask": {
-                "tracking_cgF1": copying.cgF1,
-                "masklet_IoU": copied.masklet_iou,
-                "cross_object_IoU": copied.cross_object_iou,
-            }
-        },
-        "videos": len(records),
-        "tracked_objects": len(tracked.ious),
-    }
+        videos=len(records),
+        tracked_objects=len(tracked.ious),
+    )
 
 
 def score_references(

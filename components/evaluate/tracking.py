@@ -27,7 +27,7 @@ components.evaluate.video.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,16 +37,16 @@ import torch.nn.functional as F
 from pycocotools import mask as mask_utils
 
 from components.errors import DataError
+from components.evaluate.masklet_iou import masklet_ious
+from components.masks import area, encode, encode_frames
 from components.model.batch import resize_mask
 from components.model.clips import Masklet, decode_frames, full_mask, mask_at, object_masks
 from components.model.tracker_io import Prompt
 from components.model.video import Sam3VideoModel
+from components.progress import Progress
 from components.schemas import MediaRecord, Query
-from components.synthetic.masks import encode
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]
 
 
 def pair_ids(query: Query) -> tuple[int, int]:
@@ -123,13 +123,13 @@ def cross_object_ious(tracked: Tracked) -> list[float]:
     prompts where both masks have pixels."""
     starts = first_visible(tracked.truth)
     keys = [k for k in tracked.masks if k in starts]
+    frames = {k: encode_frames(tracked.masks[k]) for k in keys}
     out = []
     for i, a in enumerate(keys):
         for b in keys[i + 1 :]:
             for t in range(max(starts[a], starts[b]) + 1, len(tracked.masks[a])):
-                ma, mb = tracked.masks[a][t], tracked.masks[b][t]
-                if ma.any() and mb.any():
-                    out.append(masklet_iou_dense(ma, mb))
+                if tracked.masks[a][t].any() and tracked.masks[b][t].any():
+                    out.append(float(masklet_ious([[frames[a][t]]], [[frames[b][t]]])[0, 0]))
     return out
 
 
@@ -180,7 +180,7 @@ def prompted_masklets(
                 if key not in tracked.masks:
                     continue  # crowd, or never visible
                 masks = tracked.masks[key]
-                ious.append(masklet_iou_dense(masks, tracked.truth[key]))
+                ious.append(_masklet_iou(masks, tracked.truth[key]))
                 results.append(
                     {
                         "video_id": video_id,
@@ -194,11 +194,9 @@ def prompted_masklets(
     return PromptedTracking(results, ious, cross)
 
 
-def masklet_iou_dense(a: np.ndarray, b: np.ndarray, both_empty: float = 1.0) -> float:
-    """IoU of two masklets (T, H, W) or masks (H, W): intersections over unions, summed over frames;
-    ``both_empty`` when neither has a pixel (1, the evaluator's rule for masklets)."""
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else both_empty
+def _masklet_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """The masklet IoU (components.evaluate.masklet_iou) of two (T, H, W) masklets or (H, W) masks."""
+    return float(masklet_ious([encode_frames(a)], [encode_frames(b)])[0, 0])
 
 
 @torch.inference_mode()
@@ -226,7 +224,7 @@ def detect_and_track(
             queries = record.queries
             frames = len(record.frames)
             features = None
-            tracks: dict[int, list[tuple[float, np.ndarray]]] = {q: [] for q in range(len(queries))}
+            tracks: dict[int, list[_Track]] = {q: [] for q in range(len(queries))}
             for t in range(frames):
                 still = replace(record, kind="image", frames=[record.frames[t]])
                 batch = collate(
@@ -240,24 +238,23 @@ def detect_and_track(
                     for det in sorted(found, key=lambda d: -d["score"]):
                         if len(tracks[q]) >= max_objects:
                             break
-                        mask = mask_utils.decode(det["segmentation"]).astype(bool)
-                        covered = (masklet_iou_dense(mask, m[t], both_empty=0.0) for _, m in tracks[q])
-                        if any(iou >= new_object_iou for iou in covered):
-                            continue  # already followed
+                        followed = [track.frames[t] for track in tracks[q]]
+                        if _covered(det["segmentation"], followed, new_object_iou):
+                            continue
                         if features is None:
                             features = model.features(decode_frames(record, resolution).to(device))
-                        tracks[q].append(
-                            (det["score"], _track_from(model, features, record, t, mask, resolution))
-                        )
+                        mask = mask_utils.decode(det["segmentation"]).astype(bool)
+                        masks = _track_from(model, features, record, t, mask, resolution)
+                        tracks[q].append(_Track(det["score"], masks, encode_frames(masks)))
             for q, query in enumerate(queries):
                 video_id, category_id = pair_ids(query)
-                for score, masks in tracks[q]:
+                for track in tracks[q]:
                     results.append(
                         {
                             "video_id": video_id,
                             "category_id": category_id,
-                            "score": score,
-                            "segmentations": _encode(masks),
+                            "score": track.score,
+                            "segmentations": _encode(track.masks),
                         }
                     )
             if progress:
@@ -265,6 +262,24 @@ def detect_and_track(
     finally:
         model.train(was_training)
     return results
+
+
+@dataclass
+class _Track:
+    """An object followed by ``detect_and_track``: its detection's score, its masks (T, H, W) and the same as
+    compressed RLEs per frame."""
+
+    score: float
+    masks: np.ndarray
+    frames: list[dict[str, Any]]
+
+
+def _covered(segmentation: dict[str, Any], followed: list[dict[str, Any]], new_object_iou: float) -> bool:
+    """Whether a detection's mask overlaps the mask of an object already followed, on the same frame, by
+    ``new_object_iou`` or more (an empty mask covers nothing)."""
+    if not followed or area(segmentation) == 0:
+        return False
+    return bool((masklet_ious([[segmentation]], [[f] for f in followed])[0] >= new_object_iou).any())
 
 
 def _track_from(

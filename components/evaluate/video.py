@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, NotRequired
 
 import numpy as np
-import pycocotools.mask as mask_utils
 from typing_extensions import TypedDict
 
+from components import masks
 from components.errors import ConfigError, DataError
 from components.evaluate.masklet_iou import masklet_iou, tracklet_iou
 from components.evaluate.matching import true_positives
@@ -42,7 +42,6 @@ from components.evaluate.records import (
 )
 from components.evaluate.regions import mask_list
 from components.evaluate.result import EvaluationResult
-from components.evaluate.rle import empty_rle
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +205,7 @@ def _masklets(
     else:
         _check_masks(path, what, records, order, regions, videos)
         flat = [rle for m in regions for rle in m]
-        flat_areas = _areas(flat)
+        flat_areas = masks.areas(flat)
         bounds = np.cumsum([0] + [len(m) for m in regions])
         areas = [flat_areas[bounds[k] : bounds[k + 1]] for k in range(len(regions))]
     return Masklets(
@@ -247,17 +246,7 @@ def _check_masks(
         video = videos[records[order[k]]["video_id"]]
         for t, rle in enumerate(m):
             if rle is None:
-                m[t] = empty_rle(video["height"], video["width"])
-
-
-AREA_CHUNK = 255
-"""pycocotools 2.0.11 ``area`` fails on more than 255 masks in one call (its count overflows a uint8)."""
-
-
-def _areas(rles: list[Any]) -> np.ndarray:
-    """Pixels of each mask, ``mask_utils.area`` in chunks that it can take."""
-    parts = [mask_utils.area(rles[i : i + AREA_CHUNK]) for i in range(0, len(rles), AREA_CHUNK)]
-    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+                m[t] = masks.empty_rle(video["height"], video["width"])
 
 
 def _frame_counts(videos: list[Video]) -> dict[int, int]:

@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
@@ -22,11 +21,11 @@ from components.errors import ConfigError
 from components.ingest.config import DataConfig, SyntheticData
 from components.ingest.ingest import Ingest, IngestOptions
 from components.ingest.sources import SourceSpec, open_source
+from components.progress import Progress
 from components.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 GOLD_SUFFIX = "-gold"
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from components.ingest.readers import MediaPlan, plan_source
 from components.ingest.shards import encode_shard, plan_shards
 from components.ingest.sources import SourceFiles, SourceSpec, open_source
 from components.ingest.validate import ImageCheck, Limits, build_record
+from components.progress import Progress
 from components.schemas import (
     SCHEMA_VERSION,
     DatasetManifest,
@@ -42,7 +42,6 @@ from components.telemetry import IngestMetrics
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
 PRODUCER = "sam3-pipeline data ingest"
 
 

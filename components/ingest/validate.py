@@ -10,12 +10,14 @@ from __future__ import annotations
 import io
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 from PIL import Image
-from pycocotools import mask as mask_utils
 
+from components import masks
 from components.errors import DataError
 from components.ingest.readers import MediaPlan, RawQuery
 from components.ingest.sources import SourceFiles
@@ -92,8 +94,32 @@ def check_image(data: bytes, width: int, height: int, limits: Limits) -> None:
         raise Defect("image_corrupt", f"cannot decode image: {type(exc).__name__}: {exc}") from None
 
 
-def to_rle_counts(seg: Any, height: int, width: int) -> str:
-    """COCO compressed RLE counts for a segmentation (RLE or polygons) of an image of (height, width)."""
+Checked = Mapping[str, int]
+"""Compressed RLE strings -> the pixels they cover (-1: malformed), checked ahead (``checked_strings``)."""
+
+
+def checked_strings(plan: MediaPlan) -> Checked:
+    """Every compressed RLE string of a media item's annotations, checked in one pass (components.masks: a
+    batch costs about what one string does)."""
+    found: set[str] = set()
+    for raw in plan.queries:
+        for _, ann in raw.annotations:
+            segs = ann.get("segmentations") if plan.kind == "video" else [ann.get("segmentation")]
+            for seg in segs if isinstance(segs, list) else []:
+                if isinstance(seg, dict) and isinstance(seg.get("counts"), str):
+                    found.add(seg["counts"])
+    strings = list(found)
+    encoded = [c.encode() for c in strings]
+    offsets = np.concatenate(([0], np.cumsum([len(c) for c in encoded], dtype=np.int64)))
+    return dict(zip(strings, masks.compressed_rle_pixels(b"".join(encoded), offsets).tolist(), strict=True))
+
+
+def to_rle_counts(seg: Any, height: int, width: int, checked: Checked | None = None) -> str:
+    """COCO compressed RLE counts for a segmentation (RLE or polygons) of an image of (height, width).
+
+    The mask is checked (components.masks) before pycocotools converts or measures it; ``checked``: the
+    compressed strings' pixels, when they were checked ahead."""
+    area = height * width
     if isinstance(seg, dict):
         size = seg.get("size")
         counts = seg.get("counts")
@@ -102,63 +128,28 @@ def to_rle_counts(seg: Any, height: int, width: int) -> str:
         if [int(size[0]), int(size[1])] != [height, width]:
             raise Defect("rle_size_mismatch", f"RLE size {size} differs from the image's [{height}, {width}]")
         if isinstance(counts, list):
-            rle = mask_utils.frPyObjects(seg, height, width)
+            pixels = masks.uncompressed_rle_pixels(counts)
         elif isinstance(counts, str) and counts:
-            rle = {"size": [height, width], "counts": counts.encode()}
+            known = checked.get(counts) if checked is not None else None
+            pixels = masks.rle_pixels(counts.encode()) if known is None else known
         else:
             raise Defect("bad_rle", "RLE counts must be a non-empty string or a list of runs")
-    elif isinstance(seg, list) and seg and all(isinstance(p, list) and len(p) >= 6 for p in seg):
-        rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
+        if pixels < 0:
+            what = "run lengths" if isinstance(counts, list) else "counts string"
+            raise Defect("bad_rle", f"RLE does not decode: malformed {what}")
+        if pixels != area:
+            raise Defect("bad_rle", f"RLE does not decode: runs cover {pixels} pixels, the image has {area}")
+        if isinstance(counts, str):
+            rle = {"size": [height, width], "counts": counts.encode()}
+        else:
+            rle = masks.to_compressed(seg, height, width)
+    elif isinstance(seg, list) and masks.polygon_ok(seg):
+        rle = masks.to_compressed(seg, height, width)
     else:
         raise Defect("bad_rle", "segmentation is neither an RLE object nor a list of polygons")
-    counts_out = rle["counts"]
-    counts_bytes = counts_out if isinstance(counts_out, bytes) else str(counts_out).encode()
-    runs = rle_runs(counts_bytes)
-    if runs is None:
-        raise Defect("bad_rle", "RLE does not decode: malformed counts string")
-    total = sum(runs)
-    if total != height * width:
-        raise Defect(
-            "bad_rle", f"RLE does not decode: runs cover {total} pixels, the image has {height * width}"
-        )
-    if not any(runs[1::2]):
+    if masks.area(rle) == 0:
         raise Defect("bad_rle", "mask is empty")
-    return counts_bytes.decode()
-
-
-def rle_runs(counts: bytes) -> list[int] | None:
-    """The run lengths of a COCO compressed RLE string, or None if it is malformed.
-
-    Reads the string as pycocotools does (5-bit groups with a continuation bit,
-    sign extension, runs from the fourth on stored as a difference to the run two
-    before), without painting height x width pixels: the structural check that
-    decoding would make (runs are unsigned and must cover the image exactly)
-    at the cost of the string's length. tests/ingest/test_rle.py checks it
-    against pycocotools' decoder on valid and corrupted strings.
-    """
-    runs: list[int] = []
-    p, n = 0, len(counts)
-    while p < n:
-        x = k = 0
-        more = True
-        while more:
-            if p >= n:
-                return None  # the string ends inside a number
-            c = counts[p] - 48
-            if not 0 <= c < 64:
-                return None
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and c & 0x10:
-                x |= -1 << (5 * k)
-        if len(runs) > 2:
-            x += runs[-2]
-        if x < 0 or x > 0xFFFFFFFF:
-            return None  # pycocotools stores runs as uint32: a negative run never decodes
-        runs.append(x)
-    return runs
+    return bytes(rle["counts"]).decode()
 
 
 def check_box(box: Any, height: int, width: int, normalised: bool) -> list[float]:
@@ -181,14 +172,14 @@ def check_box(box: Any, height: int, width: int, normalised: bool) -> list[float
 
 
 def _box_of(counts: str, height: int, width: int) -> list[float]:
-    x, y, w, h = mask_utils.toBbox({"size": [height, width], "counts": counts.encode()}).tolist()
+    x, y, w, h = masks.box_xywh({"size": [height, width], "counts": counts})
     return [x / width, y / height, w / width, h / height]
 
 
-def _image_instance(ann: dict[str, Any], plan: MediaPlan, index: int) -> Instance:
+def _image_instance(ann: dict[str, Any], plan: MediaPlan, index: int, checked: Checked) -> Instance:
     h, w = plan.height, plan.width
     seg = ann.get("segmentation")
-    counts = to_rle_counts(seg, h, w) if seg not in (None, [], {}) else None
+    counts = to_rle_counts(seg, h, w, checked) if seg not in (None, [], {}) else None
     box = ann.get("bbox")
     if box is not None:
         boxv = check_box(box, h, w, plan.box_mode == "normalised")
@@ -199,7 +190,7 @@ def _image_instance(ann: dict[str, Any], plan: MediaPlan, index: int) -> Instanc
     return Instance(object_id=index, boxes=[boxv], masks=[counts], crowd=bool(ann.get("iscrowd", 0)))
 
 
-def _video_instance(ann: dict[str, Any], plan: MediaPlan, index: int) -> Instance:
+def _video_instance(ann: dict[str, Any], plan: MediaPlan, index: int, checked: Checked) -> Instance:
     h, w, n = plan.height, plan.width, len(plan.frame_paths)
     segs = ann.get("segmentations") or []
     boxes_in = ann.get("bboxes") or [None] * len(segs)
@@ -209,7 +200,7 @@ def _video_instance(ann: dict[str, Any], plan: MediaPlan, index: int) -> Instanc
     masks: list[str | None] = []
     for t, (seg, box) in enumerate(zip(segs, boxes_in, strict=True)):
         try:
-            counts = to_rle_counts(seg, h, w) if seg is not None else None
+            counts = to_rle_counts(seg, h, w, checked) if seg is not None else None
             if box is not None:
                 boxes.append(check_box(box, h, w, normalised=False))
             else:
@@ -222,14 +213,14 @@ def _video_instance(ann: dict[str, Any], plan: MediaPlan, index: int) -> Instanc
     return Instance(object_id=index, boxes=boxes, masks=masks, crowd=bool(ann.get("iscrowd", 0)))
 
 
-def check_query(raw: RawQuery, plan: MediaPlan) -> Query:
+def check_query(raw: RawQuery, plan: MediaPlan, checked: Checked) -> Query:
     if raw.spoiled is not None:
         raise Defect("bad_record", raw.spoiled[1])
     build = _video_instance if plan.kind == "video" else _image_instance
     instances = []
     for i, (label, ann) in enumerate(raw.annotations):
         try:
-            instances.append(build(ann, plan, i))
+            instances.append(build(ann, plan, i, checked))
         except Defect as d:
             raise Defect(d.code, f"{label}: {d.reason}") from None
     if raw.expected_masklets is not None and raw.expected_masklets != len(instances):
@@ -275,9 +266,10 @@ def build_record(
             return None, rejects
         frames.append(data)
     queries: list[Query] = []
+    checked = checked_strings(plan)
     for raw in plan.queries:
         try:
-            queries.append(check_query(raw, plan))
+            queries.append(check_query(raw, plan, checked))
         except Defect as d:
             rejects.append(
                 Reject(source=plan.source, file=plan.file, record=raw.record, code=d.code, reason=d.reason)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ from components.ingest.datasets import synthetic_prefix
 from components.ingest.shards import encode_shard
 from components.negatives.mining import NegativeMiner
 from components.ontology import Ontology
+from components.progress import Progress
 from components.schemas import (
     SCHEMA_VERSION,
     DatasetManifest,
@@ -69,7 +69,7 @@ def mine_negatives(
     per_image: int,
     ontology_path: Path,
     store: ObjectStore,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[str, DatasetManifest, bool]:
     """Write (or find) the derived version; return (uri, manifest, created)."""
     if not 0 <= per_image <= MAX_PER_IMAGE:
@@ -154,7 +154,7 @@ def fetch_ontology(cfg: DataConfig, store: ObjectStore, dest: Path) -> Path:
 
 
 def hard_negatives(
-    cfg: DataConfig, store: ObjectStore, dataset: str, progress: Callable[[str, int, int], None] | None = None
+    cfg: DataConfig, store: ObjectStore, dataset: str, progress: Progress | None = None
 ) -> str:
     """The pipeline's negatives step: mine ``dataset`` with the configured ontology; the new version's URI."""
     with tempfile.TemporaryDirectory(prefix="sam3-ontology-") as tmp:

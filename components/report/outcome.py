@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from components.evaluate.result import TrackingScores, VideoHeadline
 from components.gate.policy import GateDecision, stage_metrics
 from components.promote.base import ResolvedBase, read_base
 from components.promote.promote import Promotion
@@ -33,10 +34,19 @@ class StageSummary(BaseModel):
     metrics: dict[str, float] = {}
     diagnostics: dict[str, float] = {}
     references: dict[str, dict[str, float]] = {}
-    video_references: dict[str, dict[str, float]] = {}
+    video_references: dict[str, TrackingScores] = {}  # video stages: trackers to compare with
     recognition_by_length: dict[str, float] = {}  # the pretrain stage: words in the phrase -> AUC
     gate: Literal["passed", "failed", "not run"] = "not run"
     reasons: list[str] = []
+
+    @property
+    def video(self) -> VideoHeadline | None:
+        """A video stage's headline on the gold videos (from ``metrics``), None for other stages."""
+        if "video_cgF1" not in self.metrics:
+            return None
+        return VideoHeadline.model_validate(
+            {k: self.metrics[k] for k in VideoHeadline.model_fields if k in self.metrics}
+        )
 
 
 class Outcome(BaseModel):
@@ -128,7 +138,10 @@ def _stage(store: ObjectStore, run_id: str, execution: str, stage: str) -> Stage
         doc = store.get_json(evaluated)
         summary.metrics, summary.diagnostics = stage_metrics(doc), doc.get("diagnostics", {})
         summary.references = doc.get("references", {})
-        summary.video_references = doc.get("video", {}).get("references", {})
+        summary.video_references = {
+            name: TrackingScores.model_validate(scores)
+            for name, scores in doc.get("video", {}).get("references", {}).items()
+        }
         summary.recognition_by_length = doc.get("recognition", {}).get("by_length", {})
     gated = gate_key(run_id, execution, stage)
     if store.exists(gated):

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from components.errors import ConfigError
+from components.progress import Progress
 from components.synthetic.images import write_image_split
 from components.synthetic.ontology import build_ontology, category_ids
 from components.synthetic.output import write_json
@@ -57,7 +57,7 @@ def generate(
     seed: int = 0,
     syn_images: int = 0,
     ext_images: int = 0,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> SynthSummary:
     """Write a synthetic dataset into ``out`` and return (and save) its summary.
 

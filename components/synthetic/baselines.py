@@ -7,7 +7,7 @@ the oracle.
 
 from __future__ import annotations
 
-from components.synthetic import masks
+from components import masks
 from components.synthetic.images import image_item
 from components.synthetic.queries import instances_of
 

@@ -9,20 +9,18 @@ Pair and annotation ids count from 1 in file order.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from components.synthetic import masks
+from components import masks
+from components.progress import Progress
 from components.synthetic.output import item_rng, save_jpeg, write_json
 from components.synthetic.queries import Query, gold_queries, train_queries
 from components.synthetic.scene import Scene, sample_scene
 from components.synthetic.summary import SplitSummary
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]
 
 
 def file_name(index: int) -> str:

@@ -26,8 +26,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from components.synthetic import masks
-from components.synthetic.images import Progress, file_name
+from components import masks
+from components.progress import Progress
+from components.synthetic.images import file_name
 from components.synthetic.ontology import COLOURS, SHAPES, noun_phrase, one_value_away
 from components.synthetic.output import item_rng, save_jpeg, write_json
 from components.synthetic.queries import Query, instances_of, train_queries

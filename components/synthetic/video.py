@@ -16,14 +16,14 @@ that happens and every object is seen at least once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from components import masks
 from components.errors import DataError
-from components.synthetic import masks
+from components.progress import Progress
 from components.synthetic.output import item_rng, save_jpeg, write_json
 from components.synthetic.queries import Query, gold_queries, train_queries
 from components.synthetic.scene import (
@@ -40,7 +40,6 @@ from components.synthetic.summary import SplitSummary
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 
 SPEED = (0.01, 0.04)
 """Speed of the free objects, as a fraction of the frame size per frame."""

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as Bars
+
+from components.progress import Progress
 
 stderr = Console(stderr=True)
 
 
 @contextmanager
-def progress_bars() -> Iterator[Callable[[str, int, int], None]]:
+def progress_bars() -> Iterator[Progress]:
     """Yield a ``(stage, done, total)`` callback that drives one bar per stage."""
-    bars = Progress(
+    bars = Bars(
         TextColumn("{task.description:>12}"),
         BarColumn(),
         MofNCompleteColumn(),

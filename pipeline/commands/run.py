@@ -91,7 +91,7 @@ def print_summary(outcome: Outcome) -> None:
     if base is not None:
         version = f" = {base.model} version {base.version}" if base.version is not None else ""
         stderr.print(f"base: {base.reference}{version} ({base.weights})", soft_wrap=True)
-    videos = [s for s in outcome.stages if "video_cgF1" in s.metrics]
+    videos = [(s, s.video) for s in outcome.stages if s.video is not None]
     if videos:  # end to end on the gold videos, then the tracker alone (true first-frame prompts)
         table = Table(title="gold videos")
         for column in (
@@ -104,16 +104,15 @@ def print_summary(outcome: Outcome) -> None:
             "cross IoU",
         ):
             table.add_column(column, justify="left" if column == "stage" else "right")
-        for s in videos:
-            m = s.metrics
+        for s, v in videos:
             table.add_row(
                 s.stage,
-                f"{m['video_cgF1']:.2f}",
-                f"{m['video_IL_MCC']:.3f}",
-                f"{m['video_pmF1']:.2f}",
-                f"{m['tracking_cgF1']:.2f}",
-                f"{m['masklet_IoU']:.3f}",
-                f"{m['cross_object_IoU']:.3f}" if "cross_object_IoU" in m else "-",
+                f"{v.video_cgF1:.2f}",
+                f"{v.video_IL_MCC:.3f}",
+                f"{v.video_pmF1:.2f}",
+                f"{v.tracking_cgF1:.2f}",
+                f"{v.masklet_IoU:.3f}",
+                "-" if v.cross_object_IoU is None else f"{v.cross_object_IoU:.3f}",
             )
         stderr.print(table)
     for s in outcome.stages:
@@ -148,16 +147,15 @@ def print_summary(outcome: Outcome) -> None:
             ),
             soft_wrap=True,
         )
-    for s in outcome.stages:
-        for name, m in s.video_references.items():  # the tracker against a tracker that does nothing
-            cross = s.metrics.get("cross_object_IoU")
+    for s, v in videos:
+        cross = v.cross_object_IoU
+        for name, r in s.video_references.items():  # the tracker against a tracker that does nothing
             stderr.print(
                 f"{s.stage} tracking, prompted with the true first-visible masks: tracker masklet IoU "
-                f"{s.metrics.get('masklet_IoU', 0):.3f}, "
-                f"tracking cgF1 {s.metrics.get('tracking_cgF1', 0):.2f}"
+                f"{v.masklet_IoU:.3f}, tracking cgF1 {v.tracking_cgF1:.2f}"
                 + ("" if cross is None else f", cross-object IoU {cross:.3f}")
-                + f"; {name}: masklet IoU {m['masklet_IoU']:.3f}, tracking cgF1 {m['tracking_cgF1']:.2f}"
-                + ("" if "cross_object_IoU" not in m else f", cross-object IoU {m['cross_object_IoU']:.3f}"),
+                + f"; {name}: masklet IoU {r.masklet_IoU:.3f}, tracking cgF1 {r.tracking_cgF1:.2f}"
+                + ("" if r.cross_object_IoU is None else f", cross-object IoU {r.cross_object_IoU:.3f}"),
                 soft_wrap=True,
             )
             if cross is not None and cross > 0.5:

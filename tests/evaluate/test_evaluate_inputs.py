@@ -12,7 +12,7 @@ import pytest
 
 from components.errors import ConfigError, DataError
 from components.evaluate import evaluate_images, evaluate_videos
-from components.evaluate.rle import compressed_rles_ok, empty_rle, polygon_ok, uncompressed_rle_ok
+from components.masks import compressed_rles_ok, empty_rle, polygon_ok, uncompressed_rle_ok
 from tests.evaluate.saco_cases import rle, write_json
 from tests.evaluate.test_evaluate_edge_cases import A, B, gt_file, pred, rect, video_gt
 

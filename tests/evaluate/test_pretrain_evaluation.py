@@ -100,6 +100,8 @@ def test_the_evaluate_step_logs_the_pretrain_recognition(
         data="{}",  # the pretrain stage reads only the gold dataset
         max_images=0,
         examples=4,
+        size="",  # the checkpoint's config.json
+        base_metrics="",  # a run without a base
         metrics=metrics,
         report=report,
     )

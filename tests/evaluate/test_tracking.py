@@ -12,6 +12,7 @@ import pytest
 import torch
 from pycocotools import mask as mask_utils
 
+from components.evaluate.result import VideoEvaluation
 from components.evaluate.stage import evaluate_video_checkpoint, video_records
 from components.evaluate.tracking import (
     Tracked,
@@ -124,7 +125,9 @@ def test_a_video_stage_evaluation_scores_the_tracker_beside_copy_last_mask(
     model = build_video_model("tiny112")
     ckpt = CheckpointStore(store, "runs/t/tracker")
     pointer = ckpt.save(1, model.state_dict(), {"step": 1}, config={"size": "tiny112", "stage": "tracker"})
-    doc = evaluate_video_checkpoint(pointer.weights, uri, truth, store)
+    evaluation = evaluate_video_checkpoint(pointer.weights, uri, truth, store)
+    doc = evaluation.to_json_dict()
+    assert VideoEvaluation.model_validate(doc) == evaluation  # what metrics.json holds reads back the same
     assert set(doc["headline"]) == {
         "video_cgF1",
         "video_IL_MCC",

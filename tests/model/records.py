@@ -6,8 +6,8 @@ import io
 
 from PIL import Image
 
+from components import masks
 from components.schemas import Instance, MediaRecord, Query
-from components.synthetic import masks
 from components.synthetic.images import image_item
 
 

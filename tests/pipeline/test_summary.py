@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 
 import pytest
@@ -102,3 +103,42 @@ def test_the_base_row_and_each_stages_cgf1_against_it(
     assert outcome.brief().startswith(
         "base m@production (version 1) cgF1 10 IL_MCC 0.25 pmF1 50; detector cgF1 12.5"
     )
+
+
+VIDEO_HEADLINE = {
+    "video_cgF1": 8.25,
+    "video_IL_MCC": 0.125,
+    "video_pmF1": 40.0,
+    "tracking_cgF1": 30.5,
+    "masklet_IoU": 0.625,
+    "cross_object_IoU": 0.75,
+}
+
+
+def test_a_video_stage_shows_its_gold_videos_and_the_tracker_reference(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The video section of metrics.json, typed, in the summary; the outcome's JSON keeps its form (a
+    reference measured before cross-object IoU existed has no such key, not a null)."""
+    copied = {"tracking_cgF1": 20.0, "masklet_IoU": 0.5}
+    video = {
+        "result": {"cgF1": 8.25},  # the summary reads the headline and the references only
+        "headline": VIDEO_HEADLINE,
+        "references": {"copy last mask": copied},
+        "videos": 2,
+        "tracked_objects": 5,
+    }
+    record_stage(store, "v", "tracker", {"result": IMAGE, "video": video}, 100)
+    text = summary(store, "v", ["tracker"], monkeypatch)
+    assert re.search(r"│ tracker │\s+8\.25 │\s+0\.125 │\s+40\.00 │\s+30\.50 │\s+0\.625 │\s+0\.750 │", text), (
+        text
+    )
+    assert (
+        "tracker tracking, prompted with the true first-visible masks: tracker masklet IoU 0.625, "
+        "tracking cgF1 30.50, cross-object IoU 0.750; copy last mask: masklet IoU 0.500, tracking cgF1 20.00"
+    ) in text
+    assert "tracker: the tracker gives different objects of a video nearly the same mask" in text
+    outcome = collect(store, "v", "e", ["tracker"], "SUCCEEDED")
+    assert json.loads(outcome.model_dump_json())["stages"][0]["video_references"] == {
+        "copy last mask": copied
+    }
