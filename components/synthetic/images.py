@@ -28,6 +28,19 @@ def file_name(index: int) -> str:
     return f"{index:06d}.jpg"
 
 
+def pair_record(pair_id: int, index: int, phrase: str, size: int, category: int) -> dict[str, object]:
+    """One image-phrase pair of an SA-Co image file (its ``images`` entry) for the ``index``-th image."""
+    return {
+        "id": pair_id,
+        "file_name": file_name(index),
+        "text_input": phrase,
+        "width": size,
+        "height": size,
+        "is_instance_exhaustive": True,
+        "queried_category": category,
+    }
+
+
 def image_item(seed: int, split: str, index: int, size: int) -> tuple[Scene, list[Query]]:
     """Image ``index`` of ``split`` (``train`` or ``gold``): its scene and its queries."""
     rng = item_rng(seed, split, index)
@@ -64,17 +77,7 @@ def write_image_split(
             category = category_ids[query.noun_phrase]
             used.add(query.noun_phrase)
             hard += query.hard_negative
-            pairs.append(
-                {
-                    "id": pair_id,
-                    "file_name": file_name(index),
-                    "text_input": query.noun_phrase,
-                    "width": size,
-                    "height": size,
-                    "is_instance_exhaustive": True,
-                    "queried_category": category,
-                }
-            )
+            pairs.append(pair_record(pair_id, index, query.noun_phrase, size, category))
             for i in query.instances:
                 annotations.append(
                     {

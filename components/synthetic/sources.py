@@ -28,7 +28,7 @@ import numpy as np
 
 from components import masks
 from components.progress import Progress
-from components.synthetic.images import file_name
+from components.synthetic.images import file_name, pair_record
 from components.synthetic.ontology import COLOURS, SHAPES, noun_phrase, one_value_away
 from components.synthetic.output import item_rng, save_jpeg, write_json
 from components.synthetic.queries import Query, instances_of, train_queries
@@ -97,15 +97,7 @@ def write_syn_split(
             negatives += not query.positive
             hard += query.hard_negative
             pairs.append(
-                {
-                    "id": pair_id,
-                    "file_name": file_name(index),
-                    "text_input": query.noun_phrase,
-                    "width": size,
-                    "height": size,
-                    "is_instance_exhaustive": True,
-                    "queried_category": category_ids[query.noun_phrase],
-                }
+                pair_record(pair_id, index, query.noun_phrase, size, category_ids[query.noun_phrase])
             )
             for i in query.instances:
                 ann = _annotation(len(annotations) + 1, pair_id, labelled[i], normalised=True)
