@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from components.errors import ConfigError
 from components.train.config import VIDEO_STAGES
-from pipeline.config import CONFIGS, PROBED_STAGE, STAGES, PipelineConfig
+from pipeline.config import CONFIGS, PROBED_STAGE, STAGES, PipelineConfig, field_errors, yaml_mapping
 
 BASE_ROW = "base"
 REPO_ROOT = CONFIGS.parents[1]
@@ -128,8 +127,7 @@ def plan(ablation: AblationConfig, base_doc: dict[str, Any], where: str = "ablat
         try:
             cfg = PipelineConfig.model_validate(doc)
         except ValidationError as exc:
-            lines = [f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors()]
-            raise ConfigError(f"{where}: {label}: " + "; ".join(lines)) from None
+            raise ConfigError(f"{where}: {label}: {field_errors(exc)}") from None
         stage = ablation.stage
         if stage not in cfg.stages() or stage in VIDEO_STAGES:
             raise ConfigError(
@@ -175,25 +173,17 @@ def resolve_base(base: str, folder: Path) -> Path:
 def load(path: Path) -> tuple[AblationConfig, list[PlannedRun]]:
     """Parse and plan an ablation file; ConfigError names the file, the variant and the field."""
     try:
-        doc = yaml.safe_load(Path(path).read_text())
+        text = Path(path).read_text()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the ablation config: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
     try:
-        ablation = AblationConfig.model_validate(doc)
+        ablation = AblationConfig.model_validate(yaml_mapping(text, str(path)))
     except ValidationError as exc:
-        lines = [f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(f"{path}: " + "; ".join(lines)) from None
+        raise ConfigError(f"{path}: {field_errors(exc)}") from None
     base_path = resolve_base(ablation.base, Path(path).parent)
+    where = f"{path}: base {ablation.base}"
     try:
-        base_doc = yaml.safe_load(base_path.read_text())
+        base_text = base_path.read_text()
     except OSError as exc:
-        raise ConfigError(f"{path}: base {ablation.base}: cannot read it: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: base {ablation.base}: not valid YAML: {exc}") from None
-    if not isinstance(base_doc, dict):
-        raise ConfigError(f"{path}: base {ablation.base}: expected a mapping at the top level")
-    return ablation, plan(ablation, base_doc, str(path))
+        raise ConfigError(f"{where}: cannot read it: {exc.strerror}") from None
+    return ablation, plan(ablation, yaml_mapping(base_text, where), str(path))

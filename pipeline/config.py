@@ -293,17 +293,11 @@ class PipelineConfig(_Model):
     @classmethod
     def parse(cls, text: str, where: str = "config") -> PipelineConfig:
         """From YAML (or JSON) text; ConfigError names the file and the field."""
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{where}: not valid YAML: {exc}") from None
-        if not isinstance(doc, dict):
-            raise ConfigError(f"{where}: expected a mapping at the top level")
+        doc = yaml_mapping(text, where)
         try:
             return cls.model_validate(doc)
         except ValidationError as exc:
-            lines = [f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors()]
-            raise ConfigError(f"{where}: " + "; ".join(lines)) from None
+            raise ConfigError(f"{where}: {field_errors(exc)}") from None
 
     @classmethod
     def load(cls, path: Path) -> PipelineConfig:
@@ -316,6 +310,22 @@ class PipelineConfig(_Model):
     def to_json(self) -> str:
         """The form passed to every pipeline step (compact, no secrets: the config holds none)."""
         return self.model_dump_json(exclude_none=False)
+
+
+def yaml_mapping(text: str, where: str) -> dict[str, Any]:
+    """YAML (or JSON) text whose top level is a mapping; ConfigError prefixed with ``where`` otherwise."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: expected a mapping at the top level")
+    return doc
+
+
+def field_errors(exc: ValidationError) -> str:
+    """Every field pydantic refused, ``a.b: message``, joined by ``; ``."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors())
 
 
 def _check_pretrain(pretrain: Stage, detector: Stage) -> None:
