@@ -73,6 +73,7 @@ def evaluate_stage(
             references = all_predictions(syn.gold_images, syn.size, syn.seed)
         progress = log_progress(logging.getLogger(f"evaluate[{stage}]"))
         with tempfile.TemporaryDirectory(prefix="sam3-gold-") as tmp:
+            truth_files = gold_annotations(config, store, Path(tmp))
 
             def videos() -> VideoEvaluation:
                 truth = gold_video_annotations(config, store, Path(tmp))
@@ -81,7 +82,7 @@ def evaluate_stage(
             evaluation = evaluate_checkpoint(
                 checkpoint,
                 gold,
-                gold_annotations(config, store, Path(tmp)),
+                truth_files,
                 store,
                 evaluation_prefix(run_id, stage),
                 max_images=max_images or None,
@@ -97,7 +98,7 @@ def evaluate_stage(
             probed = evaluate_probes(
                 checkpoint,
                 gold,
-                gold_annotations(config, store, Path(tmp)),
+                truth_files,
                 store,
                 evaluation_prefix(run_id, stage),
                 asked,
